@@ -1,0 +1,28 @@
+"""aalearn: deep active learning for PyTorch.
+
+Keep your model, dataset and training loop; aalearn tells you which unlabeled
+items to label next and keeps track of the labeled and unlabeled pools.
+
+``import aalearn`` imports torch, numpy and aalearn only (never torchvision).
+"""
+
+from aalearn import functional
+from aalearn.inference import InferenceOutputs, collect, stream
+from aalearn.pool import ActivePool, PoolSubset
+from aalearn.samplers import BaseSampler, RandomSampler, Sampler, UncertaintySampler
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActivePool",
+    "BaseSampler",
+    "InferenceOutputs",
+    "PoolSubset",
+    "RandomSampler",
+    "Sampler",
+    "UncertaintySampler",
+    "__version__",
+    "collect",
+    "functional",
+    "stream",
+]

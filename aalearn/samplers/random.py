@@ -1,0 +1,52 @@
+"""Uniform random sampling: the baseline every method is measured against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from aalearn.pool import ActivePool
+from aalearn.samplers.base import BaseSampler
+
+__all__ = ["RandomSampler"]
+
+
+class RandomSampler(BaseSampler):
+    """Pick ``budget`` unlabeled items uniformly at random, without replacement.
+
+    Needs no model (``select(None, pool, budget)`` works) and runs no inference.
+
+    Parameters
+    ----------
+    random_state : int, numpy.random.Generator or None
+        Seed; the same seed gives the same picks for the same pool.
+
+    Examples
+    --------
+    >>> from aalearn import ActivePool, RandomSampler
+    >>> pool = ActivePool(None, n_items=100)
+    >>> sampler = RandomSampler(random_state=0)
+    >>> sampler
+    RandomSampler(random_state=0)
+    >>> picked = sampler.select(None, pool, budget=5)
+    >>> picked.shape, picked.dtype
+    ((5,), dtype('int64'))
+    >>> bool((picked == sampler.select(None, pool, budget=5)).all())
+    True
+    """
+
+    requires_model = False
+
+    def __init__(self, *, random_state: Any = None) -> None:
+        self.random_state = random_state
+
+    def _validate_params(self) -> None:
+        from aalearn._validation import check_random_state
+
+        check_random_state(self.random_state)
+
+    def _select(
+        self, model: Any, pool: ActivePool, budget: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        return pool.random_unlabeled(budget, random_state=rng)

@@ -1,0 +1,140 @@
+"""The single inference pass: values against direct computation, modes, hooks, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aalearn.inference import collect, find_feature_layer, preserve_mode, stream
+
+from .conftest import DEVICES, TinyNet
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_collect_matches_direct_forward(digits, tiny_model, device):
+    idx = np.array([5, 0, 17, 3, 100, 42, 7])
+    out = collect(tiny_model, digits, idx, features=True, losses=True, batch_size=3, device=device)
+    x, y = digits.tensors[0][idx], digits.tensors[1][idx]
+    tiny_model.eval()
+    with torch.no_grad():
+        feats = tiny_model.body(x.flatten(1))
+        logits = tiny_model.fc(feats)
+    np.testing.assert_array_equal(out.indices, idx)
+    torch.testing.assert_close(out.probs.cpu(), logits.softmax(-1), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.features.cpu(), feats, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        out.losses.cpu(), F.cross_entropy(logits, y, reduction="none"), rtol=1e-5, atol=1e-6
+    )
+    assert out.probs.device.type == device
+    assert out.mc_probs is None and out.inputs is None
+
+
+def test_labels_override_dataset_targets(digits, tiny_model):
+    idx = np.array([1, 2, 3])
+    labels = np.array([9, -1, 0])  # -1: use the dataset's target
+    out = collect(tiny_model, digits, idx, losses=True, labels=labels, device="cpu")
+    tiny_model.eval()
+    with torch.no_grad():
+        logits = tiny_model(digits.tensors[0][idx])
+    y = torch.tensor([9, int(digits.tensors[1][2]), 0])
+    torch.testing.assert_close(out.losses, F.cross_entropy(logits, y, reduction="none"))
+
+
+def test_results_are_trainable_tensors(digits, tiny_model):
+    out = collect(tiny_model, digits, np.arange(8), features=True, device="cpu")
+    assert not out.features.is_inference()
+    head = nn.Linear(out.features.shape[1], 2)
+    head(out.features).sum().backward()  # would fail on an inference tensor
+    assert head.weight.grad is not None
+
+
+def test_training_flags_are_restored_exactly(digits, tiny_model):
+    tiny_model.train()
+    tiny_model.body[2].eval()  # a mixed state must come back as it was
+    flags = [m.training for m in tiny_model.modules()]
+    collect(tiny_model, digits, np.arange(10), mc_samples=3, features=True, device="cpu")
+    assert [m.training for m in tiny_model.modules()] == flags
+
+
+def test_restores_flags_when_the_model_raises(digits):
+    class Boom(TinyNet):
+        def forward(self, x):
+            raise RuntimeError("boom")
+
+    model = Boom()
+    model.train()
+    with pytest.raises(RuntimeError, match="boom"):
+        collect(model, digits, np.arange(4), device="cpu")
+    assert all(m.training for m in model.modules())
+
+
+def test_mc_dropout_passes_differ_and_batchnorm_stays_in_eval(digits, tiny_model):
+    # train-mode batch norm would use batch statistics: a batch of one would be NaN/constant
+    torch.manual_seed(0)
+    out = collect(tiny_model, digits, np.arange(6), mc_samples=5, batch_size=1, device="cpu")
+    assert out.mc_probs.shape == (6, 5, 10)
+    assert torch.isfinite(out.mc_probs).all()
+    assert not torch.allclose(out.mc_probs[:, 0], out.mc_probs[:, 1])
+    torch.testing.assert_close(out.mc_probs.sum(-1), torch.ones(6, 5))
+    # the deterministic probabilities are the eval-mode ones, unaffected by MC passes
+    ref = collect(tiny_model, digits, np.arange(6), device="cpu")
+    torch.testing.assert_close(out.probs, ref.probs)
+
+
+def test_named_feature_layer_and_inputs(digits, tiny_model):
+    out = collect(
+        tiny_model,
+        digits,
+        np.arange(4),
+        features=True,
+        inputs=True,
+        feature_layer="body.2",
+        device="cpu",
+        probs=False,
+    )
+    with torch.no_grad():
+        ref = tiny_model.body[1](tiny_model.body[0](digits.tensors[0][:4].flatten(1)))
+    torch.testing.assert_close(out.features, ref)
+    torch.testing.assert_close(out.inputs, digits.tensors[0][:4])
+    assert out.probs is None
+
+
+def test_feature_layer_errors():
+    model = TinyNet()
+    assert find_feature_layer(model) is model.fc
+    with pytest.raises(ValueError, match="`feature_layer` to name a module of the model"):
+        find_feature_layer(model, "nope")
+    with pytest.raises(ValueError, match="has no nn.Linear"):
+        find_feature_layer(nn.Sequential(nn.ReLU()))
+
+
+def test_stream_batches_and_argument_errors(digits, tiny_model):
+    sizes = []
+    stream(
+        tiny_model,
+        digits,
+        np.arange(10),
+        lambda o: sizes.append(len(o.indices)),
+        batch_size=4,
+        device="cpu",
+    )
+    assert sizes == [4, 4, 2]
+    with pytest.raises(ValueError, match="`batch_size` to be >= 1, but got 0"):
+        collect(tiny_model, digits, np.arange(3), batch_size=0)
+    with pytest.raises(TypeError, match="`model` to be a torch.nn.Module"):
+        collect(lambda x: x, digits, np.arange(3))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`labels` to match `indices`"):
+        collect(tiny_model, digits, np.arange(3), losses=True, labels=np.zeros(2))
+    with pytest.raises(ValueError, match="`device` to be a valid torch device"):
+        collect(tiny_model, digits, np.arange(3), device="gpu-please")
+
+
+def test_preserve_mode_context():
+    model = TinyNet()
+    model.train()
+    with preserve_mode(model):
+        model.eval()
+    assert model.training and model.fc.training
