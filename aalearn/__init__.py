@@ -9,13 +9,24 @@ items to label next and keeps track of the labeled and unlabeled pools.
 from aalearn import functional
 from aalearn.inference import InferenceOutputs, collect, stream
 from aalearn.pool import ActivePool, PoolSubset
-from aalearn.samplers import BaseSampler, RandomSampler, Sampler, UncertaintySampler
+from aalearn.samplers import (
+    AALUSampler,
+    AdversarialSampler,
+    BaseSampler,
+    CoreSetSampler,
+    RandomSampler,
+    Sampler,
+    UncertaintySampler,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AALUSampler",
     "ActivePool",
+    "AdversarialSampler",
     "BaseSampler",
+    "CoreSetSampler",
     "InferenceOutputs",
     "PoolSubset",
     "RandomSampler",

@@ -75,6 +75,14 @@ class InferenceOutputs:
         Monte-Carlo dropout probabilities ``(N, K, C)``.
     inputs : torch.Tensor or None
         The model inputs themselves ``(N, ...)`` (for raw-input selectors such as VAAL).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from aalearn import InferenceOutputs
+    >>> out = InferenceOutputs(indices=np.array([4, 2]), probs=torch.tensor([[0.9, 0.1], [0.5, 0.5]]))
+    >>> out.probs.argmax(1).tolist(), out.features is None
+    ([0, 0], True)
     """
 
     indices: np.ndarray
@@ -175,7 +183,22 @@ def stream(
     submodule's training flag is restored afterwards. With ``mc_samples=K > 0``
     the pass adds ``K`` stochastic forward passes per batch with the dropout
     layers on and batch norm still in eval mode (MC dropout). See :func:`collect`
-    for the parameters.
+    for the parameters. Use it to keep memory at one batch, e.g. with
+    :class:`aalearn.functional.StreamingTopK`.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from torch import nn
+    >>> from torch.utils.data import TensorDataset
+    >>> from aalearn import stream
+    >>> model = nn.Linear(3, 2)
+    >>> data = TensorDataset(torch.randn(10, 3), torch.zeros(10, dtype=torch.long))
+    >>> sizes = []
+    >>> stream(model, data, np.arange(10), lambda out: sizes.append(len(out.indices)),
+    ...        batch_size=4, device="cpu")
+    >>> sizes
+    [4, 4, 2]
     """
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     num_workers = check_int(num_workers, "num_workers", minimum=0)
@@ -202,6 +225,9 @@ def stream(
         shuffle=False,
         num_workers=num_workers,
         pin_memory=dev.type == "cuda",
+        # A private generator: iterating a DataLoader otherwise draws its base seed
+        # from torch's global RNG, and samplers must leave that untouched.
+        generator=torch.Generator().manual_seed(0),
     )
     captured: list[torch.Tensor] = []
     hook = None

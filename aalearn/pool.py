@@ -34,6 +34,17 @@ class PoolSubset(Dataset):
     The index array is a NumPy ``int64`` array computed once, so iterating a
     :class:`~torch.utils.data.DataLoader` over the view costs the same as over a
     plain ``Subset``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from torch.utils.data import TensorDataset
+    >>> from aalearn import PoolSubset
+    >>> data = TensorDataset(torch.arange(5.0), torch.zeros(5, dtype=torch.long))
+    >>> view = PoolSubset(data, np.array([3, 1]), labels=np.array([7, -1]),
+    ...                   has_label=np.array([True, False]))
+    >>> len(view), view[0][0].item(), view[0][1].item(), view[1][1].item()
+    (2, 3.0, 7, 0)
     """
 
     def __init__(

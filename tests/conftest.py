@@ -46,7 +46,8 @@ def trained_model(dataset: TensorDataset, indices: np.ndarray, epochs: int = 30)
     torch.manual_seed(0)
     model = TinyNet()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    x, y = dataset.tensors[0][indices], dataset.tensors[1][indices]
+    idx = torch.as_tensor(np.array(indices, dtype=np.int64))
+    x, y = dataset.tensors[0][idx], dataset.tensors[1][idx]
     model.train()
     for _ in range(epochs):
         opt.zero_grad()

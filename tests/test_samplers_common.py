@@ -15,10 +15,9 @@ import pytest
 import torch
 
 import aalearn
+from aalearn.samplers import AALU_VARIANTS
 
 from .conftest import trained_model
-
-FAST = {"epochs": 2, "batch_size": 64, "device": "cpu"}
 
 FACTORIES: dict[str, Callable[[int], aalearn.Sampler]] = {
     "random": lambda s: aalearn.RandomSampler(random_state=s),
@@ -29,6 +28,21 @@ FACTORIES: dict[str, Callable[[int], aalearn.Sampler]] = {
     ),
     "bald": lambda s: aalearn.UncertaintySampler(
         "bald", mc_samples=4, device="cpu", random_state=s
+    ),
+    "coreset": lambda s: aalearn.CoreSetSampler(device="cpu", random_state=s),
+    **{
+        f"aalu[{variant}]": (
+            lambda s, v=variant: aalearn.AALUSampler(
+                variant=v, epochs=2, random_state=s, device="cpu"
+            )
+        )
+        for variant in AALU_VARIANTS
+    },
+    "adversarial[features]": lambda s: aalearn.AdversarialSampler(
+        representation="features", epochs=2, random_state=s, device="cpu"
+    ),
+    "adversarial[raw]": lambda s: aalearn.AdversarialSampler(
+        representation="raw", epochs=0.2, vae_channels=8, random_state=s, device="cpu"
     ),
 }
 

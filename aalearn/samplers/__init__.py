@@ -1,7 +1,19 @@
 """Samplers: strategies that pick the next items to label."""
 
+from aalearn.samplers.aalu import AALU_VARIANTS, AALUSampler
+from aalearn.samplers.adversarial import AdversarialSampler
 from aalearn.samplers.base import BaseSampler, Sampler
+from aalearn.samplers.coreset import CoreSetSampler
 from aalearn.samplers.random import RandomSampler
 from aalearn.samplers.uncertainty import UncertaintySampler
 
-__all__ = ["BaseSampler", "RandomSampler", "Sampler", "UncertaintySampler"]
+__all__ = [
+    "AALU_VARIANTS",
+    "AALUSampler",
+    "AdversarialSampler",
+    "BaseSampler",
+    "CoreSetSampler",
+    "RandomSampler",
+    "Sampler",
+    "UncertaintySampler",
+]

@@ -79,6 +79,27 @@ class BaseSampler:
         Map a collated batch to the model input / targets (default: element 0 / 1).
     autocast : bool
         Mixed-precision inference.
+
+    Examples
+    --------
+    A sampler that picks the unlabeled items with the largest feature norm:
+
+    >>> import numpy as np, torch
+    >>> from torch import nn
+    >>> from torch.utils.data import TensorDataset
+    >>> from aalearn import ActivePool, BaseSampler
+    >>> class LargestNorm(BaseSampler):
+    ...     def _select(self, model, pool, budget, rng):
+    ...         out = self._collect(model, pool, pool.unlabeled_indices, features=True)
+    ...         order = torch.argsort(out.features.norm(dim=1), descending=True, stable=True)
+    ...         return out.indices[order[:budget].cpu().numpy()]
+    >>> model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> pool = ActivePool(TensorDataset(torch.randn(20, 2), torch.zeros(20, dtype=torch.long)))
+    >>> sampler = LargestNorm(device="cpu")
+    >>> sampler
+    LargestNorm(device='cpu')
+    >>> sampler.select(model, pool, budget=3).shape
+    (3,)
     """
 
     #: The sampler needs a model (``False`` for :class:`RandomSampler`).
@@ -106,30 +127,25 @@ class BaseSampler:
     # ------------------------------------------------------------ configuration
     @classmethod
     def _param_names(cls) -> list[str]:
-        names: list[str] = []
-        for klass in cls.__mro__:
-            if klass is object or "__init__" not in klass.__dict__:
-                continue
-            sig = inspect.signature(klass.__init__)  # type: ignore[misc]
-            for p in sig.parameters.values():
-                if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-                    if p.name not in names:
-                        names.append(p.name)
-        return names
+        # As in scikit-learn: the parameters are those of the class's own __init__.
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
 
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments, as stored."""
         return {name: getattr(self, name) for name in self._param_names()}
 
     def _defaults(self) -> dict[str, Any]:
-        defaults: dict[str, Any] = {}
-        for klass in reversed(type(self).__mro__):
-            if klass is object or "__init__" not in klass.__dict__:
-                continue
-            for p in inspect.signature(klass.__init__).parameters.values():  # type: ignore[misc]
-                if p.default is not inspect.Parameter.empty:
-                    defaults[p.name] = p.default
-        return defaults
+        sig = inspect.signature(type(self).__init__)
+        return {
+            p.name: p.default
+            for p in sig.parameters.values()
+            if p.default is not inspect.Parameter.empty
+        }
 
     def __repr__(self) -> str:
         defaults = self._defaults()

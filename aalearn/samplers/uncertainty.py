@@ -128,7 +128,7 @@ class UncertaintySampler(BaseSampler):
                 torch.manual_seed(seed)
 
             def _consume(out: InferenceOutputs) -> None:
-                idx = torch.from_numpy(out.indices).to(dev)
+                idx = torch.as_tensor(np.array(out.indices, dtype=np.int64), device=dev)
                 consume(self._score_batch(out), idx)
 
             stream(

@@ -1,0 +1,369 @@
+"""Uncertainty scores of predicted class probabilities: entropy, least confidence, margin, BALD.
+
+Every kernel maps a batch of probability vectors to one score per item, and every
+score follows the same convention: **higher = more informative** (so the samplers
+always take the top-k). Outputs are 1-D, on the input's device, ``float32``
+(``float64`` for ``float64`` input; ``float16``/``bfloat16`` are computed in
+``float32``). The kernels are written once in torch and run unchanged on CPU and
+CUDA; they are not differentiable (the input is detached).
+
+Speed: on CPU the row-wise work is done in chunks of rows that stay in cache, with
+preallocated buffers and ``out=`` arguments;
+``benchmarks/kernels.py`` measures every kernel against the floor ``probs.sum(-1)``.
+On other devices a chunk is the whole tensor (the kernels are memory bound there).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["bald", "entropy", "least_confidence", "margin"]
+
+# Elements per row chunk on CPU (1 MiB of float32 for entropy and BALD, 4 MiB for
+# margin's transposed tournament): small enough for a chunk and its buffer to stay in
+# cache, large enough for each torch op to split over threads and to amortise the
+# per-op overhead. Chosen by a sweep (64Ki to 4Mi elements) on an idle 2-thread Xeon
+# and an AMD EPYC; see benchmarks/kernels.py for the resulting timings.
+_CPU_CHUNK_ELEMENTS = 1 << 18
+_CPU_MARGIN_CHUNK_ELEMENTS = 1 << 20
+# Up to this many classes, margin transposes each chunk and finds the two largest
+# values with elementwise max/min over contiguous columns (row reductions over a
+# short last dimension are slow on CPU); above it, it uses two row reductions.
+_COLUMN_TREE_MAX_CLASSES = 32
+
+
+def _tensor_validation(
+    value: Any, name: str, shape_text: str, *, min_classes: int = 1, purpose: str = ""
+) -> None:
+    """Check that ``value`` is a floating tensor with as many dims as ``shape_text`` names."""
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"Expected argument `{name}` to be a torch.Tensor, but got {type(value).__name__}."
+        )
+    if not value.is_floating_point():
+        raise TypeError(
+            f"Expected argument `{name}` to be a floating point tensor of probabilities, but got "
+            f"dtype {value.dtype}."
+        )
+    ndim = shape_text.count(",") + 1
+    if value.ndim != ndim:
+        raise ValueError(
+            f"Expected argument `{name}` to be a {ndim}-D tensor of shape {shape_text}, but got "
+            f"shape {tuple(value.shape)}."
+        )
+    if value.shape[-1] < min_classes:
+        raise ValueError(
+            f"Expected argument `{name}` to have at least {min_classes} classes in its last "
+            f"dimension{purpose}, but got shape {tuple(value.shape)}."
+        )
+
+
+def _prepare(probs: Tensor) -> Tensor:
+    """Detach, and compute half precision in float32."""
+    probs = probs.detach()
+    if probs.dtype in (torch.float16, torch.bfloat16):
+        probs = probs.float()
+    return probs
+
+
+def _rows_per_chunk(probs: Tensor, elements: int) -> int:
+    """Rows per chunk: about ``elements`` elements on CPU, every row elsewhere."""
+    n_rows = probs.shape[0]
+    if probs.device.type != "cpu":
+        return max(1, n_rows)
+    per_row = max(1, probs[:1].numel())
+    return max(1, elements // per_row)
+
+
+def _xlogx_sum(rows: Tensor, buf: Tensor, out: Tensor) -> None:
+    """``out = sum(p * log p)`` over the last dim of 2-D ``rows`` (0 log 0 = 0), via ``buf``.
+
+    Clamping at the smallest normal number keeps ``0 * log(0)`` at exactly 0, never NaN,
+    and leaves every other probability unchanged.
+    """
+    torch.clamp(rows, min=torch.finfo(rows.dtype).tiny, out=buf)
+    torch.log(buf, out=buf)
+    torch.linalg.vecdot(rows, buf, out=out)
+
+
+def _entropy_compute(probs: Tensor) -> Tensor:
+    n_rows, n_cols = probs.shape
+    out = probs.new_empty(n_rows)
+    step = _rows_per_chunk(probs, _CPU_CHUNK_ELEMENTS)
+    buf = probs.new_empty(min(step, n_rows), n_cols)
+    for start in range(0, n_rows, step):
+        rows = probs[start : start + step]
+        _xlogx_sum(rows, buf[: rows.shape[0]], out[start : start + step])
+    # sum(p log p) <= 0; adding 0.0 after negating turns -0.0 (one-hot rows) into +0.0.
+    return out.neg_().add_(0.0)
+
+
+def entropy(probs: Tensor, *, validate_args: bool = True) -> Tensor:
+    r"""Predictive entropy of each row of class probabilities, in nats.
+
+    .. math:: H(p) = -\sum_{c=1}^{C} p_c \log p_c, \qquad 0 \log 0 = 0.
+
+    Ranges from 0 (one-hot) to :math:`\log C` (uniform); higher = more informative.
+
+    Parameters
+    ----------
+    probs : Tensor
+        Floating tensor of shape ``(N, C)``; each row a probability vector (not checked).
+    validate_args : bool
+        Check type and shape (default). ``False`` skips the checks, for hot loops.
+
+    Returns
+    -------
+    Tensor
+        Shape ``(N,)``, on ``probs``' device; float32, or float64 for float64 input.
+
+    Raises
+    ------
+    TypeError
+        If ``probs`` is not a floating point tensor.
+    ValueError
+        If ``probs`` is not 2-D or has no class.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aalearn.functional import entropy
+    >>> entropy(torch.tensor([[0.5, 0.5], [1.0, 0.0], [0.25, 0.75]]))
+    tensor([0.6931, 0.0000, 0.5623])
+    >>> entropy(torch.full((1, 10), 0.1, dtype=torch.float64))
+    tensor([2.3026], dtype=torch.float64)
+    """
+    if validate_args:
+        _tensor_validation(probs, "probs", "(N, C)")
+    return _entropy_compute(_prepare(probs))
+
+
+def _least_confidence_compute(probs: Tensor) -> Tensor:
+    # amax is a single pass with a small output: no chunking needed.
+    return torch.amax(probs, dim=-1).neg_().add_(1.0)
+
+
+def least_confidence(probs: Tensor, *, validate_args: bool = True) -> Tensor:
+    r"""Least confidence: one minus the largest class probability of each row.
+
+    .. math:: s(p) = 1 - \max_c p_c
+
+    Ranges from 0 (one-hot) to :math:`1 - 1/C` (uniform); higher = more informative.
+
+    Parameters
+    ----------
+    probs : Tensor
+        Floating tensor of shape ``(N, C)``; each row a probability vector (not checked).
+    validate_args : bool
+        Check type and shape (default). ``False`` skips the checks, for hot loops.
+
+    Returns
+    -------
+    Tensor
+        Shape ``(N,)``, on ``probs``' device; float32, or float64 for float64 input.
+
+    Raises
+    ------
+    TypeError
+        If ``probs`` is not a floating point tensor.
+    ValueError
+        If ``probs`` is not 2-D or has no class.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aalearn.functional import least_confidence
+    >>> least_confidence(torch.tensor([[0.5, 0.5], [1.0, 0.0], [0.3, 0.7]]))
+    tensor([0.5000, 0.0000, 0.3000])
+    """
+    if validate_args:
+        _tensor_validation(probs, "probs", "(N, C)")
+    return _least_confidence_compute(_prepare(probs))
+
+
+def _top2_of_columns(cols: Tensor) -> Tuple[Tensor, Tensor]:
+    """Largest and second largest value (ties count twice) of each column of ``(C, R)`` data.
+
+    A tournament over halves: ``hi``/``lo`` hold the larger/smaller of each pair of
+    rows of ``cols``, then ``hi`` is halved again while ``lo`` keeps the best loser.
+    Every op is elementwise over contiguous rows of length ``R``.
+    """
+    n = cols.shape[0]
+    half = n // 2
+    hi = torch.maximum(cols[:half], cols[half : 2 * half])
+    lo = torch.minimum(cols[:half], cols[half : 2 * half])
+    if n % 2:
+        _merge_pair(hi[0], lo[0], cols[2 * half], None)
+    while hi.shape[0] > 1:
+        n = hi.shape[0]
+        half = n // 2
+        a, b = hi[:half], hi[half : 2 * half]
+        new_lo = torch.minimum(a, b)
+        torch.maximum(new_lo, lo[:half], out=new_lo)
+        torch.maximum(new_lo, lo[half : 2 * half], out=new_lo)
+        if n % 2:
+            odd_hi, odd_lo = hi[2 * half], lo[2 * half]
+        torch.maximum(a, b, out=a)
+        hi, lo = a, new_lo
+        if n % 2:
+            _merge_pair(hi[0], lo[0], odd_hi, odd_lo)
+    return hi[0], lo[0]
+
+
+def _merge_pair(t1: Tensor, t2: Tensor, e1: Tensor, e2: Tensor | None) -> None:
+    """In place: ``(t1, t2)`` := the top two of the multiset ``{t1, t2, e1, e2}``.
+
+    Requires ``t2 <= t1`` and ``e2 <= e1`` elementwise (``e2`` may be absent).
+    """
+    cross = torch.minimum(t1, e1)
+    torch.maximum(t2, cross, out=t2)
+    if e2 is not None:
+        torch.maximum(t2, e2, out=t2)
+    torch.maximum(t1, e1, out=t1)
+
+
+def _margin_by_columns(rows: Tensor, buf: Tensor, out: Tensor) -> None:
+    n_rows, n_cols = rows.shape
+    cols = buf.view(-1)[: n_rows * n_cols].view(n_cols, n_rows)
+    cols.copy_(rows.t())
+    top1, top2 = _top2_of_columns(cols)
+    torch.sub(top2, top1, out=out)
+
+
+def _margin_by_rows(rows: Tensor, buf: Tensor, out: Tensor) -> None:
+    top1 = torch.amax(rows, dim=-1, keepdim=True)
+    # buf = 1 where a row reaches its maximum; a count above 1 means a tie for the top.
+    torch.ge(rows, top1, out=buf)
+    n_top = buf.sum(-1)
+    # Zero the maxima (probabilities are >= 0), then the row maximum is the runner-up.
+    torch.addcmul(rows, rows, buf, value=-1.0, out=buf)
+    top2 = torch.amax(buf, dim=-1)
+    top1 = top1.squeeze(-1)
+    torch.where(n_top > 1.5, top1, top2, out=top2)
+    torch.sub(top2, top1, out=out)
+
+
+def _margin_compute(probs: Tensor) -> Tensor:
+    n_rows, n_cols = probs.shape
+    out = probs.new_empty(n_rows)
+    step = _rows_per_chunk(probs, _CPU_MARGIN_CHUNK_ELEMENTS)
+    buf = probs.new_empty(min(step, n_rows), n_cols)
+    kernel = _margin_by_columns if n_cols <= _COLUMN_TREE_MAX_CLASSES else _margin_by_rows
+    for start in range(0, n_rows, step):
+        rows = probs[start : start + step]
+        kernel(rows, buf[: rows.shape[0]], out[start : start + step])
+    return out.add_(1.0)
+
+
+def margin(probs: Tensor, *, validate_args: bool = True) -> Tensor:
+    r"""Margin score: one minus the gap between the two largest class probabilities.
+
+    .. math:: s(p) = 1 - \left(p_{(1)} - p_{(2)}\right)
+
+    where :math:`p_{(1)} \ge p_{(2)}` are the two largest entries of the row (equal
+    when the top is tied). Ranges from 0 (one-hot) to 1 (tie at the top); higher =
+    more informative, so the smallest margins rank first.
+
+    Parameters
+    ----------
+    probs : Tensor
+        Floating tensor of shape ``(N, C)`` with ``C >= 2``; each row a probability
+        vector (not checked; the entries must be non-negative).
+    validate_args : bool
+        Check type and shape (default). ``False`` skips the checks, for hot loops.
+
+    Returns
+    -------
+    Tensor
+        Shape ``(N,)``, on ``probs``' device; float32, or float64 for float64 input.
+
+    Raises
+    ------
+    TypeError
+        If ``probs`` is not a floating point tensor.
+    ValueError
+        If ``probs`` is not 2-D or has fewer than 2 classes.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aalearn.functional import margin
+    >>> margin(torch.tensor([[0.5, 0.5], [1.0, 0.0], [0.2, 0.7]]))
+    tensor([1.0000, 0.0000, 0.5000])
+    >>> margin(torch.tensor([[0.1, 0.6, 0.3]]))
+    tensor([0.7000])
+    """
+    if validate_args:
+        _tensor_validation(probs, "probs", "(N, C)", min_classes=2, purpose=" for margin")
+    return _margin_compute(_prepare(probs))
+
+
+def _bald_compute(mc_probs: Tensor) -> Tensor:
+    n_rows, n_samples, n_cols = mc_probs.shape
+    out = mc_probs.new_empty(n_rows)
+    mean_term = mc_probs.new_empty(n_rows)
+    step = _rows_per_chunk(mc_probs, _CPU_CHUNK_ELEMENTS)
+    chunk = min(step, n_rows)
+    buf = mc_probs.new_empty(chunk, n_samples * n_cols)
+    mean = mc_probs.new_empty(chunk, n_cols)
+    mean_buf = mc_probs.new_empty(chunk, n_cols)
+    for start in range(0, n_rows, step):
+        rows = mc_probs[start : start + step]
+        m = rows.shape[0]
+        # sum_k sum_c p log p over the flattened (K * C) samples of each item.
+        _xlogx_sum(rows.reshape(m, -1), buf[:m], out[start : start + step])
+        torch.mean(rows, dim=1, out=mean[:m])
+        _xlogx_sum(mean[:m], mean_buf[:m], mean_term[start : start + step])
+    # I = H(mean_k p_k) - mean_k H(p_k) = -sum(pbar log pbar) + sum_k sum_c(p log p) / K
+    out.div_(n_samples).sub_(mean_term)
+    # Mathematically >= 0 (Jensen); rounding can dip a hair below for identical samples.
+    return out.clamp_(min=0.0)
+
+
+def bald(mc_probs: Tensor, *, validate_args: bool = True) -> Tensor:
+    r"""BALD: mutual information between the prediction and the model, from MC samples.
+
+    .. math::
+
+        I(p) = H\Big(\frac{1}{K}\sum_{k=1}^{K} p_k\Big) - \frac{1}{K}\sum_{k=1}^{K} H(p_k)
+
+    in nats, with :math:`H` the entropy (:func:`entropy`) and :math:`p_k` the class
+    probabilities of the ``k``-th stochastic (MC-dropout) forward pass. Zero when all
+    passes agree; higher = more informative (the passes disagree). Tiny negative
+    values from rounding are clamped to 0.
+
+    Parameters
+    ----------
+    mc_probs : Tensor
+        Floating tensor of shape ``(N, K, C)``: ``K`` probability vectors per item.
+        Note that baal uses ``(N, C, K)``.
+    validate_args : bool
+        Check type and shape (default). ``False`` skips the checks, for hot loops.
+
+    Returns
+    -------
+    Tensor
+        Shape ``(N,)``, on ``mc_probs``' device; float32, or float64 for float64 input.
+
+    Raises
+    ------
+    TypeError
+        If ``mc_probs`` is not a floating point tensor.
+    ValueError
+        If ``mc_probs`` is not 3-D or has no class.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aalearn.functional import bald
+    >>> agree = torch.tensor([[[0.5, 0.5], [0.5, 0.5]]])      # two passes, same answer
+    >>> disagree = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])   # two confident, opposite passes
+    >>> bald(torch.cat([agree, disagree]))                    # 0 and log 2
+    tensor([0.0000, 0.6931])
+    """
+    if validate_args:
+        _tensor_validation(mc_probs, "mc_probs", "(N, K, C)")
+    return _bald_compute(_prepare(mc_probs))

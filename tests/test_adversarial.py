@@ -1,0 +1,177 @@
+"""AdversarialSampler: VAAL on raw images and advVAE on features."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Subset, TensorDataset
+
+from aalearn import ActivePool
+from aalearn.samplers import adversarial
+from aalearn.samplers.aalu import AALUSampler
+from aalearn.samplers.adversarial import AdversarialSampler
+
+from .test_aalu import DEVICES, FAST, novel_cluster_pool
+
+RAW = {"representation": "raw", "vae_channels": 4, "epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def digits_pool(digits):
+    pool = ActivePool(Subset(digits, range(240)))
+    pool.label(np.arange(0, 240, 4))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    return pool, model
+
+
+# ---------------------------------------------------------------- features
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_features_picks_the_novel_cluster(device):
+    pool, model, y = novel_cluster_pool(seed=0)
+    sampler = AdversarialSampler(epochs=60, device=device, random_state=0, **FAST)
+    picked = sampler.select(model.to(device), pool, 30)
+    assert (y[picked] == 3).mean() > 0.7
+
+
+def test_features_is_aalus_advvae_machinery():
+    pool, model, _ = novel_cluster_pool(seed=2, per=30, n_labeled=10)
+    common = {"epochs": 3, "device": "cpu", "random_state": 4, **FAST}
+    ours = AdversarialSampler(vae_steps=1, discriminator_steps=1, **common)
+    theirs = AALUSampler(variant="advVAE", **common)
+    np.testing.assert_array_equal(ours.select(model, pool, 12), theirs.select(model, pool, 12))
+
+
+# --------------------------------------------------------------------- raw
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_raw_contract(digits_pool, device):
+    pool, model = digits_pool
+    model = copy.deepcopy(model).to(device)
+    model.train()
+    state = pool.state_dict()
+    params = {k: v.clone() for k, v in model.state_dict().items()}
+    picked = AdversarialSampler(device=device, random_state=1, **RAW).select(model, pool, 15)
+    assert picked.dtype == np.int64 and picked.shape == (15,)
+    assert np.unique(picked).size == 15 and not pool.labeled_mask[picked].any()
+    again = AdversarialSampler(device=device, random_state=1, **RAW).select(model, pool, 15)
+    np.testing.assert_array_equal(picked, again)
+    assert model.training and all(m.training for m in model.modules())
+    for k in params:
+        assert torch.equal(params[k], model.state_dict()[k])
+    for k in state:
+        np.testing.assert_array_equal(np.asarray(state[k]), np.asarray(pool.state_dict()[k]))
+
+
+def test_raw_takes_the_lowest_discriminator_output(digits_pool, monkeypatch):
+    pool, model = digits_pool
+    seen = {}
+    score = adversarial._VAALSelector.score
+
+    def spy(self, x, chunk):
+        seen["scores"] = out = score(self, x, chunk)
+        return out
+
+    monkeypatch.setattr(adversarial._VAALSelector, "score", spy)
+    picked = AdversarialSampler(device="cpu", random_state=0, **RAW).select(model, pool, 10)
+    order = np.argsort(seen["scores"].numpy(), kind="stable")[:10]
+    np.testing.assert_array_equal(picked, pool.unlabeled_indices[order])
+
+
+def test_raw_follows_vaal_schedule(digits_pool, monkeypatch):
+    pool, model = digits_pool
+    calls = {"vae": 0, "disc": 0}
+    vae_obj, disc_obj = (
+        adversarial._VAALSelector.vae_objective,
+        adversarial._VAALSelector.discriminator_objective,
+    )
+
+    def count_vae(self, x_l, x_u):
+        calls["vae"] += 1
+        assert x_l.shape[0] == 32 and x_u.shape[0] == 32
+        return vae_obj(self, x_l, x_u)
+
+    def count_disc(self, x_l, x_u):
+        calls["disc"] += 1
+        return disc_obj(self, x_l, x_u)
+
+    monkeypatch.setattr(adversarial._VAALSelector, "vae_objective", count_vae)
+    monkeypatch.setattr(adversarial._VAALSelector, "discriminator_objective", count_disc)
+    AdversarialSampler(
+        representation="raw", vae_channels=4, epochs=2, selector_batch_size=32, device="cpu"
+    ).select(model, pool, 5)
+    iterations = 240 * 2 // 32  # VAAL: n_items * epochs // batch
+    assert calls == {"vae": 2 * iterations, "disc": iterations}
+
+
+def test_raw_objectives_train_one_network_each():
+    sampler = AdversarialSampler(**RAW)
+    sel = adversarial._VAALSelector(
+        sampler, 1, (8, 8), torch.device("cpu"), np.random.default_rng(0)
+    )
+    x_l, x_u = torch.rand(4, 1, 8, 8), torch.rand(5, 1, 8, 8)
+    loss, parts = sel.vae_objective(x_l, x_u)
+    loss.backward()
+    assert set(parts) == {"representation", "vae_adversarial"}
+    assert all(p.grad is not None for p in sel.vae.parameters())
+    assert all(p.grad is None for p in sel.discriminator.parameters())
+    sel.vae.zero_grad(set_to_none=True)
+    loss, _ = sel.discriminator_objective(x_l, x_u)
+    loss.backward()
+    assert all(p.grad is not None for p in sel.discriminator.parameters())
+    assert all(p.grad is None for p in sel.vae.parameters())
+
+
+def test_raw_on_mnist_sized_and_channel_less_images():
+    x = torch.rand(60, 28, 28)  # (N, H, W): a channel axis is added
+    pool = ActivePool(TensorDataset(x, torch.arange(60) % 3))
+    pool.label(np.arange(20))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 3))
+    seen = []
+    picked = AdversarialSampler(
+        device="cpu", random_state=0, progress=lambda e, d: seen.append(d), **RAW
+    ).select(model, pool, 6)
+    assert picked.shape == (6,)
+    assert set(seen[0]) == {"representation", "vae_adversarial", "discriminator"}
+
+
+def test_raw_needs_images():
+    pool = ActivePool(TensorDataset(torch.randn(30, 5), torch.arange(30) % 2))
+    pool.label(np.arange(10))
+    model = nn.Sequential(nn.Linear(5, 2))
+    with pytest.raises(ValueError, match="needs image inputs"):
+        AdversarialSampler(device="cpu", **RAW).select(model, pool, 3)
+    empty = ActivePool(TensorDataset(torch.rand(30, 1, 8, 8), torch.arange(30) % 2))
+    with pytest.raises(ValueError, match="needs at least 1 labeled item"):
+        AdversarialSampler(device="cpu", **RAW).select(model, empty, 3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"representation": "pixels"}, ValueError, r"`representation` to be one of \['features'"),
+        ({"representation": None}, TypeError, "Expected argument `representation` to be a str"),
+        ({"beta": -1}, ValueError, "Expected argument `beta` to be >= 0"),
+        ({"adversary_param": "x"}, TypeError, "`adversary_param` to be a real number"),
+        ({"lr": -1.0}, ValueError, "Expected argument `lr` to be > 0"),
+        ({"epochs": 0.0}, ValueError, "Expected argument `epochs` to be > 0"),
+        ({"selector_batch_size": 0}, ValueError, "`selector_batch_size` to be >= 1"),
+        ({"vae_steps": 0}, ValueError, "Expected argument `vae_steps` to be >= 1"),
+        ({"discriminator_steps": 1.5}, TypeError, "`discriminator_steps` to be an integer"),
+        ({"vae_channels": 0}, ValueError, "Expected argument `vae_channels` to be >= 1"),
+        ({"hidden": "512"}, TypeError, "Expected argument `hidden` to be a sequence"),
+        ({"latent_dim": 0}, ValueError, "Expected argument `latent_dim` to be >= 1"),
+        ({"standardize": 1}, TypeError, "Expected argument `standardize` to be a bool"),
+        ({"progress": "log"}, TypeError, "Expected argument `progress` to be callable"),
+    ],
+)
+def test_bad_arguments(digits_pool, kwargs, exc, match):
+    pool, model = digits_pool
+    with pytest.raises(exc, match=match):
+        AdversarialSampler(device="cpu", **kwargs).select(model, pool, 3)
