@@ -80,7 +80,8 @@ class InferenceOutputs:
     --------
     >>> import numpy as np, torch
     >>> from aalearn import InferenceOutputs
-    >>> out = InferenceOutputs(indices=np.array([4, 2]), probs=torch.tensor([[0.9, 0.1], [0.5, 0.5]]))
+    >>> probs = torch.tensor([[0.9, 0.1], [0.5, 0.5]])
+    >>> out = InferenceOutputs(indices=np.array([4, 2]), probs=probs)
     >>> out.probs.argmax(1).tolist(), out.features is None
     ([0, 0], True)
     """

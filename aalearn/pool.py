@@ -123,7 +123,7 @@ class ActivePool:
     >>> pool.label(pool.random_unlabeled(3, random_state=0))
     >>> pool.n_labeled, pool.n_unlabeled
     (3, 7)
-    >>> pool.label([9], labels=[1])          # labels from an oracle
+    >>> pool.label(pool.unlabeled_indices[:1], labels=[1])  # labels from an oracle
     >>> pool.labeled_indices.dtype
     dtype('int64')
     >>> len(pool.labeled_dataset())

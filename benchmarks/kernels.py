@@ -185,6 +185,17 @@ def main(argv: Optional[List[str]] = None) -> None:
     ]
     if notes:
         lines += ["", "Agreement on the benchmark data: " + "; ".join(notes) + "."]
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    cores = os.cpu_count() or 1
+    if max(load, load_end) > cores:
+        lines += [
+            "",
+            f"Warning: the 1-min load average was {load:.1f} at the start and {load_end:.1f} at "
+            f"the end, above the {cores} cores: other processes competed for them. aalearn's "
+            "CPU kernels run many short multi-threaded ops on cache-sized chunks, and each op "
+            "waits for its slowest thread, so they lose far more than the single-pass floor "
+            "on an oversubscribed machine; compare with `--threads 1` there.",
+        ]
     text = "\n".join(lines)
     print(text)
     if not (args.quick or args.no_write):

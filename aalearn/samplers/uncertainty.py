@@ -50,8 +50,8 @@ class UncertaintySampler(BaseSampler):
     >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3))
     >>> pool = ActivePool(TensorDataset(torch.randn(50, 4), torch.arange(50) % 3))
     >>> sampler = UncertaintySampler("entropy", batch_size=16, device="cpu")
-    >>> sampler
-    UncertaintySampler(method='entropy', batch_size=16, device='cpu')
+    >>> sampler  # the repr shows the arguments that differ from the defaults
+    UncertaintySampler(batch_size=16, device='cpu')
     >>> picked = sampler.select(model, pool, budget=5)
     >>> len(picked), len(set(picked.tolist()))
     (5, 5)
