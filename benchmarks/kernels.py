@@ -116,7 +116,7 @@ def _bench_shape(
     med = {k: 1e3 * v for k, v in interleaved_medians(contenders, repeats).items()}
     floor = med["floor"]
     shape_text = " x ".join(f"{s:,}" for s in shape)
-    rows = [f"| {shape_text} | floor `sum(-1)` | {floor:.1f} ms (1.0x) | | | |"]
+    rows = [f"| {shape_text} | floor `sum(-1)` | {floor:.1f} ms (1.0x) | | | | |"]
     for name in ours:
         mine = med[f"aalearn {name}"]
         nv = _fmt(med[f"naive {name}"], floor) if f"naive {name}" in med else ""

@@ -15,7 +15,7 @@ On other devices a chunk is the whole tensor (the kernels are memory bound there
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Callable, Tuple
 
 import torch
 from torch import Tensor
@@ -25,8 +25,10 @@ __all__ = ["bald", "entropy", "least_confidence", "margin"]
 # Elements per row chunk on CPU (1 MiB of float32 for entropy and BALD, 4 MiB for
 # margin's transposed tournament): small enough for a chunk and its buffer to stay in
 # cache, large enough for each torch op to split over threads and to amortise the
-# per-op overhead. Chosen by a sweep (64Ki to 4Mi elements) on an idle 2-thread Xeon
-# and an AMD EPYC; see benchmarks/kernels.py for the resulting timings.
+# per-op overhead. Chosen by a sweep (64 Ki to 4 Mi elements) on an idle 2-thread
+# Xeon; see benchmarks/kernels.py. Every op on a chunk is one OpenMP region that
+# waits for all threads: on an oversubscribed CPU, fewer threads (or larger chunks)
+# can be faster (see docs/benchmarks.md).
 _CPU_CHUNK_ELEMENTS = 1 << 18
 _CPU_MARGIN_CHUNK_ELEMENTS = 1 << 20
 # Up to this many classes, margin transposes each chunk and finds the two largest
@@ -69,13 +71,30 @@ def _prepare(probs: Tensor) -> Tensor:
     return probs
 
 
-def _rows_per_chunk(probs: Tensor, elements: int) -> int:
-    """Rows per chunk: about ``elements`` elements on CPU, every row elsewhere."""
-    n_rows = probs.shape[0]
-    if probs.device.type != "cpu":
-        return max(1, n_rows)
-    per_row = max(1, probs[:1].numel())
-    return max(1, elements // per_row)
+Workspace = Tuple[Tensor, ...]
+
+
+def _for_each_chunk(
+    data: Tensor,
+    chunk_elements: int,
+    make_workspace: Callable[[int], Workspace],
+    body: Callable[[int, int, Workspace], None],
+) -> None:
+    """Call ``body(start, stop, workspace)`` on consecutive row ranges that cover ``data``.
+
+    On CPU a range holds about ``chunk_elements`` elements; elsewhere every row (the
+    kernels are memory bound there). ``make_workspace(rows)`` preallocates the buffers
+    for ranges of up to ``rows`` rows, once.
+    """
+    n_rows = data.shape[0]
+    if n_rows == 0:
+        return
+    step = n_rows
+    if data.device.type == "cpu":
+        step = max(1, chunk_elements // max(1, data[:1].numel()))
+    workspace = make_workspace(min(step, n_rows))
+    for start in range(0, n_rows, step):
+        body(start, min(start + step, n_rows), workspace)
 
 
 def _xlogx_sum(rows: Tensor, buf: Tensor, out: Tensor) -> None:
@@ -92,11 +111,14 @@ def _xlogx_sum(rows: Tensor, buf: Tensor, out: Tensor) -> None:
 def _entropy_compute(probs: Tensor) -> Tensor:
     n_rows, n_cols = probs.shape
     out = probs.new_empty(n_rows)
-    step = _rows_per_chunk(probs, _CPU_CHUNK_ELEMENTS)
-    buf = probs.new_empty(min(step, n_rows), n_cols)
-    for start in range(0, n_rows, step):
-        rows = probs[start : start + step]
-        _xlogx_sum(rows, buf[: rows.shape[0]], out[start : start + step])
+
+    def body(start: int, stop: int, ws: Workspace) -> None:
+        _xlogx_sum(probs[start:stop], ws[0][: stop - start], out[start:stop])
+
+    def workspace(rows: int) -> Workspace:
+        return (probs.new_empty(rows, n_cols),)
+
+    _for_each_chunk(probs, _CPU_CHUNK_ELEMENTS, workspace, body)
     # sum(p log p) <= 0; adding 0.0 after negating turns -0.0 (one-hot rows) into +0.0.
     return out.neg_().add_(0.0)
 
@@ -249,12 +271,15 @@ def _margin_by_rows(rows: Tensor, buf: Tensor, out: Tensor) -> None:
 def _margin_compute(probs: Tensor) -> Tensor:
     n_rows, n_cols = probs.shape
     out = probs.new_empty(n_rows)
-    step = _rows_per_chunk(probs, _CPU_MARGIN_CHUNK_ELEMENTS)
-    buf = probs.new_empty(min(step, n_rows), n_cols)
     kernel = _margin_by_columns if n_cols <= _COLUMN_TREE_MAX_CLASSES else _margin_by_rows
-    for start in range(0, n_rows, step):
-        rows = probs[start : start + step]
-        kernel(rows, buf[: rows.shape[0]], out[start : start + step])
+
+    def body(start: int, stop: int, ws: Workspace) -> None:
+        kernel(probs[start:stop], ws[0][: stop - start], out[start:stop])
+
+    def workspace(rows: int) -> Workspace:
+        return (probs.new_empty(rows, n_cols),)
+
+    _for_each_chunk(probs, _CPU_MARGIN_CHUNK_ELEMENTS, workspace, body)
     return out.add_(1.0)
 
 
@@ -305,18 +330,20 @@ def _bald_compute(mc_probs: Tensor) -> Tensor:
     n_rows, n_samples, n_cols = mc_probs.shape
     out = mc_probs.new_empty(n_rows)
     mean_term = mc_probs.new_empty(n_rows)
-    step = _rows_per_chunk(mc_probs, _CPU_CHUNK_ELEMENTS)
-    chunk = min(step, n_rows)
-    buf = mc_probs.new_empty(chunk, n_samples * n_cols)
-    mean = mc_probs.new_empty(chunk, n_cols)
-    mean_buf = mc_probs.new_empty(chunk, n_cols)
-    for start in range(0, n_rows, step):
-        rows = mc_probs[start : start + step]
-        m = rows.shape[0]
+
+    def make_workspace(rows: int) -> Workspace:
+        new = mc_probs.new_empty
+        return new(rows, n_samples * n_cols), new(rows, n_cols), new(rows, n_cols)
+
+    def body(start: int, stop: int, ws: Workspace) -> None:
+        rows, m = mc_probs[start:stop], stop - start
+        buf, mean, mean_buf = ws[0][:m], ws[1][:m], ws[2][:m]
         # sum_k sum_c p log p over the flattened (K * C) samples of each item.
-        _xlogx_sum(rows.reshape(m, -1), buf[:m], out[start : start + step])
-        torch.mean(rows, dim=1, out=mean[:m])
-        _xlogx_sum(mean[:m], mean_buf[:m], mean_term[start : start + step])
+        _xlogx_sum(rows.reshape(m, -1), buf, out[start:stop])
+        torch.mean(rows, dim=1, out=mean)
+        _xlogx_sum(mean, mean_buf, mean_term[start:stop])
+
+    _for_each_chunk(mc_probs, _CPU_CHUNK_ELEMENTS, make_workspace, body)
     # I = H(mean_k p_k) - mean_k H(p_k) = -sum(pbar log pbar) + sum_k sum_c(p log p) / K
     out.div_(n_samples).sub_(mean_term)
     # Mathematically >= 0 (Jensen); rounding can dip a hair below for identical samples.
