@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SCRIPTS = ["quickstart.py", "custom_training_loop.py", "compare_samplers.py", "cifar10_aalu.py"]
+SCRIPTS = [
+    "quickstart.py",
+    "custom_training_loop.py",
+    "compare_samplers.py",
+    "cifar10_aalu.py",
+    "distributed_selection.py",
+]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -218,3 +224,29 @@ def test_cifar10_fast_with_stand_in_torchvision(tmp_path: Path) -> None:
     rows = out.split(header)[1].split()
     assert rows[0:1] == ["10"] and rows[3:4] == ["15"] and rows[6:7] == ["20"]
     assert (tmp_path / "result.json").is_file()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_distributed_selection_under_torchrun(tmp_path: Path) -> None:
+    # Two gloo ranks on this machine, launched as the docs say (torchrun).
+    args = [
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        str(EXAMPLES / "distributed_selection.py"),
+        "--fast",
+    ]
+    out = ok(run(args, tmp_path, timeout=180))
+    assert "2 rank(s), backend gloo" in out
+    cycles = [line for line in out.splitlines() if line.startswith("cycle ")]
+    assert len(cycles) == 3
+    assert out.count("selected 71 in") == 2
