@@ -67,18 +67,28 @@ class PoolSubset(Dataset):
         self._has_list: Optional[list[bool]] = (
             has_label.tolist() if has_label is not None and self._any_label else None
         )
+        self._label_tensors: Optional[list[torch.Tensor]] = None
 
     def __len__(self) -> int:
         return len(self._index_list)
 
     def __getitem__(self, idx: int) -> Any:
         item = self.dataset[self._index_list[idx]]
-        if self._label_list is None or self._has_list is None or not self._has_list[idx]:
+        if self._has_list is None or not self._has_list[idx]:
             return item
+        return self._relabel(item, idx)
+
+    def _relabel(self, item: Any, idx: int) -> Any:
+        assert self._label_list is not None
         label: Any = self._label_list[idx]
         if isinstance(item, (tuple, list)) and len(item) > 1 and isinstance(item[1], torch.Tensor):
-            # Match the dataset's own target type so that default collation works.
-            label = torch.tensor(label, dtype=item[1].dtype)
+            # Match the dataset's own target type so that default collation works. The
+            # 0-d label tensors are made once, on first use, not per item and epoch.
+            if self._label_tensors is None or self._label_tensors[0].dtype != item[1].dtype:
+                self._label_tensors = list(
+                    torch.tensor(self._label_list, dtype=item[1].dtype).unbind()
+                )
+            label = self._label_tensors[idx]
         if isinstance(item, tuple):
             return (item[0], label, *item[2:])
         if isinstance(item, list):
@@ -86,8 +96,20 @@ class PoolSubset(Dataset):
         return (item, label)
 
     def __getitems__(self, idxs: list[int]) -> list[Any]:
-        # DataLoader's batched fetch path; keeps the per-item overhead minimal.
-        return [self[i] for i in idxs]
+        # DataLoader's batched fetch path: one list comprehension, and the dataset's
+        # own __getitems__ when it has one, as torch.utils.data.Subset does.
+        index_list = self._index_list
+        dataset_idx = [index_list[i] for i in idxs]
+        getitems = getattr(self.dataset, "__getitems__", None)
+        if callable(getitems):
+            items = getitems(dataset_idx)
+        else:
+            dataset = self.dataset
+            items = [dataset[j] for j in dataset_idx]
+        has = self._has_list
+        if has is None:
+            return items
+        return [self._relabel(it, i) if has[i] else it for it, i in zip(items, idxs)]
 
     def __repr__(self) -> str:
         return f"PoolSubset(n_items={len(self)})"
@@ -182,7 +204,11 @@ class ActivePool:
 
     @property
     def labeled_indices(self) -> np.ndarray:
-        """Dataset indices of labeled items: read-only ``int64`` array, ascending."""
+        """Dataset indices of labeled items: read-only ``int64`` array, ascending.
+
+        Read-only so that nobody can corrupt the pool through it; ``.copy()`` it
+        before ``torch.from_numpy`` (which warns on read-only arrays) or writing.
+        """
         return self._labeled_idx
 
     @property
