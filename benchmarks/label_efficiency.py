@@ -27,16 +27,26 @@ iterations (converted to the samplers' ``epochs``, which count passes over the w
 pool), ``--aalu-hidden`` the MLP widths, ``--vaal-channels`` the ConvVAE's width.
 
 Every unit (dataset, method, seed) appends its rows to ``label_efficiency.csv`` in
-``--out-dir`` when it finishes; ``--resume`` skips the complete ones. Then the script
-writes the plot, a markdown report and (with the default ``--out-dir``) the
-``label_efficiency`` section of ``docs/benchmarks.md``.
+``--out-dir`` when it finishes; ``--resume`` skips the complete ones. A resume with a
+changed selector setting re-runs only the methods that read it (``METHOD_KEYS``);
+every unit is deterministic, so the kept rows are those a fresh run would write. Then
+the script writes the plot, a markdown report and (with the default ``--out-dir``) the
+``label_efficiency`` section of ``docs/benchmarks.md``, with the findings of
+``docs/_fragments/label_efficiency_findings.md`` when that file exists.
+
+CSV columns: ``dataset, method, seed, cycle, labeled`` (count), ``fraction`` (of the
+pool), ``accuracy`` (test, in [0, 1]) of the model trained on those items;
+``selection_seconds`` of the ``select`` call made with that model (empty on the last
+cycle); ``train_seconds``; and two diagnostics of the picked items, computed with the
+labels the oracle then reveals: ``picked_loss_ratio`` (the model's mean cross-entropy on
+the picks over its mean on the unlabeled pool) and ``picked_class_entropy`` (nats).
 
     python benchmarks/label_efficiency.py                         # the full run, ~1 h, 2 cores
     python benchmarks/label_efficiency.py --resume                # continue an interrupted run
     python benchmarks/label_efficiency.py --report-only           # redraw the report from the CSV
     python benchmarks/label_efficiency.py --smoke --out-dir /tmp/le --datasets digits
     python benchmarks/label_efficiency.py --probe --datasets digits --seeds 2 \\
-        --methods 'aalu[standardize=False]'                      # targeted experiments
+        --methods 'aalu[standardize=False],aalu[pick=per_class]'  # targeted experiments
 """
 
 from __future__ import annotations
@@ -79,6 +89,13 @@ BASELINES = ("random", "entropy", "margin", "bald", "coreset", "vaal")
 AALU_FAMILY = ("aalu", "advVAE", "advVAE+prediction", "lossLearn", "advVAE+lossLearn")
 METHODS = BASELINES + AALU_FAMILY
 #: Costliest first, so that two workers finish together.
+#: The settings each method reads besides the protocol's (a change re-runs its units).
+METHOD_KEYS = {
+    "vaal": ("vaal_iterations", "vaal_channels"),
+    "bald": ("mc_samples",),
+    **{m: ("selector_iterations", "aalu_hidden") for m in AALU_FAMILY},
+}
+PICK_RULES = ("top", "bottom", "per_class")
 COST_ORDER = ("vaal", "aalu", "advVAE+lossLearn", "advVAE+prediction", "advVAE", "bald")
 
 #: The AALU paper's protocol and selector settings (Section 4; VAAL as the paper runs it).
@@ -136,7 +153,7 @@ class Settings:
     task_batch: int = 64
     task_lr: float = 3e-3
     # Selectors.
-    selector_iterations: int = 600
+    selector_iterations: int = 1800
     aalu_hidden: tuple[int, ...] = (256, 128)
     vaal_iterations: int = 60
     vaal_channels: int = 8
@@ -150,7 +167,7 @@ class Settings:
 SMOKE = Settings(
     cycles=2,
     task_epochs=2,
-    task_min_steps=10,
+    task_min_steps=30,
     selector_iterations=8,
     aalu_hidden=(32, 16),
     vaal_iterations=2,
@@ -285,18 +302,29 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip().isidentifier():
             raise ValueError(f"Expected key=value in method {spec!r}, but got {item!r}.")
+        value = value.strip()
         try:
-            overrides[key.strip()] = ast.literal_eval(value.strip())
+            overrides[key.strip()] = ast.literal_eval(value)
         except (ValueError, SyntaxError) as exc:
-            raise ValueError(f"Cannot read the value of {key!r} in {spec!r}: {exc}") from exc
+            if not value.isidentifier():  # a bare word is a string: pick=bottom
+                raise ValueError(f"Cannot read the value of {key!r} in {spec!r}: {exc}") from exc
+            overrides[key.strip()] = value
     return match.group(1), overrides
+
+
+def base_name(spec: str) -> str:
+    """``"aalu[latent_dim=8]"`` -> ``"aalu"``."""
+    return spec.split("[", 1)[0].strip()
 
 
 def split_methods(text: str) -> list[str]:
     """Split on the commas outside brackets and parentheses."""
     out, depth, current = [], 0, ""
     for char in text:
-        depth += char in "[(" and 1 or (char in "])" and -1 or 0)
+        if char in "[(":
+            depth += 1
+        elif char in "])":
+            depth -= 1
         if char == "," and depth == 0:
             out.append(current.strip())
             current = ""
@@ -304,6 +332,37 @@ def split_methods(text: str) -> list[str]:
             current += char
     out.append(current.strip())
     return [m for m in out if m]
+
+
+def pick_rule(spec: str) -> str:
+    """The benchmark-side ``pick`` key of a method spec (never passed to the sampler).
+
+    ``"top"`` (default): the sampler's own ``budget`` best items. Two diagnostics rank
+    the whole unlabeled pool with the sampler (``select`` with ``budget=n_unlabeled``)
+    and then pick differently: ``"bottom"`` takes the ``budget`` items ranked last (is
+    the direction of the scores right?); ``"per_class"`` walks the ranking round-robin
+    over the task model's predicted classes, the best of each predicted class first (do
+    the picks fail because they pile up in a few classes?).
+    """
+    rule = parse_spec(spec)[1].get("pick", "top")
+    if rule not in PICK_RULES:
+        raise ValueError(f"Expected pick to be one of {list(PICK_RULES)}, but got {rule!r}.")
+    return str(rule)
+
+
+def apply_pick_rule(
+    rule: str, ranking: np.ndarray, budget: int, model: nn.Module, x: torch.Tensor
+) -> np.ndarray:
+    """``budget`` items of the full ``ranking`` (best first) by ``rule`` (see :func:`pick_rule`)."""
+    if rule == "bottom":
+        return ranking[::-1][:budget].copy()
+    pred = logits_of(model, x[torch.from_numpy(ranking.copy())]).argmax(1).numpy()
+    within = np.empty_like(pred)
+    for c in np.unique(pred):
+        pos = np.flatnonzero(pred == c)
+        within[pos] = np.arange(pos.size)
+    order = np.lexsort((np.arange(ranking.size), within))  # by within-class rank, then rank
+    return ranking[order[:budget]]
 
 
 def selector_epochs(iterations: int, n_pool: int) -> float:
@@ -314,6 +373,7 @@ def selector_epochs(iterations: int, n_pool: int) -> float:
 def make_sampler(spec: str, settings: Settings, n_pool: int, seed: int) -> aalearn.Sampler:
     """The sampler ``spec`` names, on the CPU, with the benchmark's settings."""
     name, overrides = parse_spec(spec)
+    overrides.pop("pick", None)
     kwargs: dict[str, Any]
     if name == "random":
         return aalearn.RandomSampler(random_state=seed, **overrides)
@@ -359,7 +419,7 @@ class Unit:
 def _class_entropy(labels: torch.Tensor) -> float:
     p = torch.bincount(labels, minlength=10).double()
     p = p[p > 0] / p.sum()
-    return float(-(p * p.log()).sum())
+    return max(0.0, float(-(p * p.log()).sum()))
 
 
 def run_unit(unit: Unit) -> list[dict[str, Any]]:
@@ -373,7 +433,7 @@ def run_unit(unit: Unit) -> list[dict[str, Any]]:
     pool.label(pool.random_unlabeled(round(s.initial_fraction * n_pool), random_state=unit.seed))
     rows = []
     for cycle in range(s.cycles + 1):
-        lab = torch.from_numpy(pool.labeled_indices)
+        lab = torch.from_numpy(pool.labeled_indices.copy())
         start = time.perf_counter()
         model = train_task_model(
             data.x_train[lab], data.y_train[lab], s, data.image_size, 1000 * unit.seed + cycle
@@ -395,12 +455,17 @@ def run_unit(unit: Unit) -> list[dict[str, Any]]:
         }
         if cycle < s.cycles:
             sampler = make_sampler(unit.method, s, n_pool, 1000 * unit.seed + cycle)
+            rule = pick_rule(unit.method)
             start = time.perf_counter()
-            picked = sampler.select(model, pool, budget)
+            if rule == "top":
+                picked = sampler.select(model, pool, budget)
+            else:
+                ranking = sampler.select(model, pool, pool.n_unlabeled)
+                picked = apply_pick_rule(rule, ranking, budget, model, data.x_train)
             row["selection_seconds"] = round(time.perf_counter() - start, 3)
             # Diagnostics, with the labels the oracle is about to reveal: how hard the
             # picked items are for the current model, relative to the unlabeled pool.
-            unl = torch.from_numpy(pool.unlabeled_indices)
+            unl = torch.from_numpy(pool.unlabeled_indices.copy())
             losses = nn.functional.cross_entropy(
                 logits_of(model, data.x_train[unl]), data.y_train[unl], reduction="none"
             )
@@ -497,6 +562,7 @@ class Curves:
     accuracy: np.ndarray
     selection: np.ndarray
     loss_ratio: np.ndarray
+    class_entropy: np.ndarray
 
     @property
     def auc(self) -> np.ndarray:
@@ -525,6 +591,7 @@ def curves_of(rows: list[dict[str, Any]], cycles: int) -> dict[tuple[str, str], 
             col("accuracy"),
             col("selection_seconds"),
             col("picked_loss_ratio"),
+            col("picked_class_entropy"),
         )
     return out
 
@@ -593,7 +660,10 @@ def plot(curves: dict[tuple[str, str], Curves], datasets: Sequence[str], path: P
         for method in _methods_in(curves, dataset):
             c = curves[(dataset, method)]
             x = 100 * c.fractions.mean(0)
-            mean, std = 100 * c.accuracy.mean(0), 100 * c.accuracy.std(0, ddof=min(1, c.seeds.size - 1))
+            mean, std = (
+                100 * c.accuracy.mean(0),
+                100 * c.accuracy.std(0, ddof=min(1, c.seeds.size - 1)),
+            )
             aalu = method == "aalu"
             color = _COLORS.get(method)
             ax.plot(
@@ -623,9 +693,7 @@ def plot(curves: dict[tuple[str, str], Curves], datasets: Sequence[str], path: P
 
 def settings_table(settings: Settings, pools: dict[str, int]) -> str:
     def epochs(iterations: int) -> str:
-        return ", ".join(
-            f"{selector_epochs(iterations, n):.1f} on {d}" for d, n in pools.items()
-        )
+        return ", ".join(f"{selector_epochs(iterations, n):.1f} on {d}" for d, n in pools.items())
 
     s = settings
     lines = [
@@ -685,7 +753,9 @@ def dataset_tables(curves: dict[tuple[str, str], Curves], dataset: str) -> str:
 
 def aalu_table(curves: dict[tuple[str, str], Curves], datasets: Sequence[str]) -> str:
     lines = [
-        "| method | " + " | ".join(f"{d}: AUC(aalu) - AUC(method) | aalu wins" for d in datasets) + " |",
+        "| method | "
+        + " | ".join(f"{d}: AUC(aalu) - AUC(method) | aalu wins" for d in datasets)
+        + " |",
         "|---|" + "---|---|" * len(datasets),
     ]
     present = {m for (_, m) in curves}
@@ -702,9 +772,9 @@ def aalu_table(curves: dict[tuple[str, str], Curves], datasets: Sequence[str]) -
 def cost_table(curves: dict[tuple[str, str], Curves], datasets: Sequence[str]) -> str:
     lines = [
         "| method | "
-        + " | ".join(f"{d}: s per selection | {d}: loss ratio of picks" for d in datasets)
+        + " | ".join(f"{d}: s per selection | loss ratio | class entropy" for d in datasets)
         + " |",
-        "|---|" + "---|---|" * len(datasets),
+        "|---|" + "---|---|---|" * len(datasets),
     ]
     present = {m for (_, m) in curves}
     for m in (m for m in METHODS if m in present):
@@ -712,30 +782,61 @@ def cost_table(curves: dict[tuple[str, str], Curves], datasets: Sequence[str]) -
         for d in datasets:
             c = curves.get((d, m))
             if c is None:
-                cells += ["-", "-"]
+                cells += ["-", "-", "-"]
                 continue
-            cells += [f"{np.nanmean(c.selection):.2f}", f"{np.nanmean(c.loss_ratio):.2f}"]
+            cells += [
+                f"{np.nanmean(c.selection):.2f}",
+                f"{np.nanmean(c.loss_ratio):.2f}",
+                f"{np.nanmean(c.class_entropy):.2f}",
+            ]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def probe_table(
-    probes: dict[tuple[str, str], Curves], main: dict[tuple[str, str], Curves]
+    probes: dict[tuple[str, str], Curves],
+    main: dict[tuple[str, str], Curves],
+    same_selectors: bool,
 ) -> str:
     lines = [
         "| dataset | method | seeds | AUC | minus random (paired) | beats random | "
-        "minus aalu (paired) | beats aalu | loss ratio of picks | s per selection |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "minus aalu (paired) | beats aalu | loss ratio | class entropy | s per selection |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (d, m), c in sorted(probes.items()):
-        rand, aalu = main.get((d, "random")), main.get((d, "aalu"))
+        rand = main.get((d, "random"))
+        # The reference AALU must have the probes' selector settings.
+        aalu = probes.get((d, "aalu"), main.get((d, "aalu")) if same_selectors else None)
         dr, wr = _diff(paired(c, rand) if rand is not None else None)
         da, wa = _diff(paired(c, aalu) if aalu is not None else None)
         lines.append(
             f"| {d} | `{m}` | {c.seeds.size} | {_pm(c.auc, digits=2)} | {dr} | {wr} | {da} | "
-            f"{wa} | {np.nanmean(c.loss_ratio):.2f} | {np.nanmean(c.selection):.2f} |"
+            f"{wa} | {np.nanmean(c.loss_ratio):.2f} | {np.nanmean(c.class_entropy):.2f} | "
+            f"{np.nanmean(c.selection):.2f} |"
         )
     return "\n".join(lines)
+
+
+def run_history(runs: list[dict[str, Any]], final: dict[str, Any]) -> str:
+    """One sentence per session: its command, wall time, and what it ran with."""
+    out = []
+    for i, run in enumerate(runs):
+        ran = run.get("settings", final)
+        diff = [f"{k}={ran[k]}" for k in final if ran.get(k) != final[k]]
+        text = f"Session {i + 1}: `{run['command']}`, {run['wall_seconds'] / 60:.1f} min, "
+        text += f"{run['units']} units"
+        if diff:
+            text += f" (with {', '.join(diff)}: those units were replaced later)"
+        if run.get("reran"):
+            text += f", re-running {', '.join(run['reran'])} with the new settings"
+        out.append(text + ".")
+    kept = (
+        " Units of methods that do not read a changed setting were kept: every unit is "
+        "deterministic (the same seed gives the same rows)."
+        if len(runs) > 1
+        else ""
+    )
+    return " ".join(out) + kept
 
 
 def render(out_dir: Path, image: str, findings: Optional[Path]) -> tuple[str, list[str]]:
@@ -747,17 +848,22 @@ def render(out_dir: Path, image: str, findings: Optional[Path]) -> tuple[str, li
     datasets = [d for d in DATASETS if any(k[0] == d for k in curves)]
     pools = {d: int(meta["pool_sizes"][d]) for d in datasets}
     runs = meta["runs"]
-    wall = sum(r["wall_seconds"] for r in runs)
     n_units = len(complete_units(rows, settings.cycles))
+    cpu = sum(
+        r["train_seconds"] + (0.0 if math.isnan(r["selection_seconds"]) else r["selection_seconds"])
+        for r in rows
+    )
     parts = [
         "Written by `benchmarks/label_efficiency.py` (its docstring gives the protocol): the "
         "AALU paper's protocol on two real digit datasets, every sampler of aalearn side by "
         "side. Raw rows: `_static/label_efficiency.csv`.",
         "",
-        f"Command: `{runs[0]['command']}`"
-        + "".join(f", resumed with `{r['command']}`" for r in runs[1:])
-        + f"; wall time {wall / 60:.1f} min for {n_units} units (dataset, method, seed) on "
-        f"{meta['workers']} worker process(es), 1 torch thread each.",
+        f"Command: `{runs[-1]['command'].replace(' --resume', '')}` with the settings below "
+        f"(the script's defaults): {n_units} units (dataset, method, seed) on "
+        f"{meta['workers']} worker processes, 1 torch thread each. The units took "
+        f"{cpu / 60:.0f} CPU-minutes (training and selection, as timed in the CSV), about "
+        f"{cpu / 60 / meta['workers']:.0f} min of wall time for a fresh run on "
+        f"{meta['workers']} workers. {run_history(runs, meta['settings'])}",
         "",
         f"Machine: {meta['machine']}; load average {meta['load']} when the run started "
         "(the machine is shared: timings are indicative).",
@@ -798,11 +904,13 @@ def render(out_dir: Path, image: str, findings: Optional[Path]) -> tuple[str, li
         "",
         "### Cost and what the methods pick",
         "",
-        "Seconds per call of `select` (inference pass and selector training included, task "
-        "training excluded), mean over cycles and seeds; *loss ratio of picks*: the task "
-        "model's mean cross-entropy on the picked items divided by its mean over the whole "
-        "unlabeled pool, with the labels the oracle then reveals (1 = as hard as a random "
-        "pick, above 1 = harder).",
+        "Means over cycles and seeds. *s per selection*: seconds per call of `select` "
+        "(inference pass and selector training included, task training excluded). *loss "
+        "ratio*: the task model's mean cross-entropy on the picked items divided by its mean "
+        "over the whole unlabeled pool, with the labels the oracle then reveals (1 = as hard "
+        "as a random pick, above 1 = harder). *class entropy*: entropy (nats) of the true "
+        "classes of one cycle's picks; ln 10 = 2.30 is a perfectly balanced batch, 0 a batch "
+        "of one class.",
         "",
         cost_table(curves, datasets),
     ]
@@ -810,17 +918,40 @@ def render(out_dir: Path, image: str, findings: Optional[Path]) -> tuple[str, li
     if probe_csv.exists():
         probe_meta = json.loads((out_dir / f"{PROBE_STEM}.json").read_text())
         probes = curves_of(read_rows(probe_csv), settings.cycles)
+        ps = probe_meta["settings"]
+        differ = [f"{k}={ps[k]}" for k in ps if ps[k] != meta["settings"].get(k)]
+        note = (
+            f" They ran with {', '.join(differ)} (the main run: "
+            + ", ".join(f"{k}={meta['settings'][k]}" for k in ps if ps[k] != meta["settings"][k])
+            + "); *minus aalu* pairs each with the probes' own `aalu` row, which has those "
+            "settings and no override."
+            if differ
+            else ""
+        )
         parts += [
             "",
             "### Targeted experiments",
             "",
-            "Runs of `--probe` (same protocol and seeds; paired against the main run's "
-            "`random` and `aalu` on the same seeds). Commands: "
+            "Runs of `--probe`: the same protocol, seeds and task models; *minus random* pairs "
+            "each with the main run's `random` on the same seeds (it reads no selector "
+            f"setting).{note} A method's `[key=value]` overrides the sampler's keyword "
+            "arguments; `pick` is a diagnostic of the benchmark (see `pick_rule` in the "
+            "script). Commands: "
             + "; ".join(f"`{r['command']}`" for r in probe_meta["runs"])
             + ".",
             "",
-            probe_table(probes, curves),
+            probe_table(probes, curves, same_selectors=not differ),
         ]
+        if differ:  # the main run's settings against the probes', both plain AALU
+            for d in datasets:
+                a, b = curves.get((d, "aalu")), probes.get((d, "aalu"))
+                if a is not None and b is not None:
+                    diff, wins = _diff(paired(a, b))
+                    parts += [
+                        "",
+                        f"{d}: the main run's `aalu` minus the probes' `aalu` (paired, "
+                        f"{wins.split('/')[1]} seeds): {diff} points, higher on {wins} seeds.",
+                    ]
     if findings is not None and findings.exists():
         parts += ["", "### Findings", "", findings.read_text().strip()]
     return "\n".join(parts) + "\n", datasets
@@ -946,6 +1077,7 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
 def main(argv: Optional[list[str]] = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # the workers' setting, also for the report's machine line
     out_dir: Path = args.out_dir.resolve()
     in_docs = out_dir == STATIC.resolve() or DOCS.parent.resolve() in out_dir.parents
     if args.smoke:
@@ -960,6 +1092,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         for m in methods:
             parse_spec(m)
+            pick_rule(m)
     except ValueError as exc:
         parser.error(str(exc))
     if not methods:
@@ -982,9 +1115,18 @@ def main(argv: Optional[list[str]] = None) -> None:
                 parser.error("--probe must use the main run's task-model settings")
         if rows and not (args.resume or args.overwrite or args.probe):
             parser.error(f"{csv_path} exists: pass --resume to continue or --overwrite")
+        stale: set[str] = set()
         if rows and (args.resume or args.probe) and meta is not None:
-            if meta["settings"] != _settings_dict(settings):
-                parser.error(f"the settings differ from those of the run in {csv_path}")
+            old, now = meta["settings"], _settings_dict(settings)
+            changed = sorted(k for k in now if old.get(k) != now[k])
+            if any(k in PROTOCOL_KEYS for k in changed) or (changed and args.probe):
+                parser.error(f"the settings {changed} differ from those of the run in {csv_path}")
+            # A selector setting changed: its methods run again, the others are kept
+            # (they do not read it, and every unit is deterministic).
+            stale = {m for m, keys in METHOD_KEYS.items() if set(keys) & set(changed)}
+            for run in meta["runs"]:
+                run.setdefault("settings", old)
+            meta["settings"] = now
         if args.overwrite or meta is None or not rows:
             rows = []
             meta = {
@@ -995,7 +1137,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                 "runs": [],
                 "pool_sizes": {},
             }
-        done = complete_units(rows, settings.cycles)
+        done = {u for u in complete_units(rows, settings.cycles) if base_name(u[1]) not in stale}
         # Keep complete units only: a unit interrupted while writing is run again.
         kept = [r for r in rows if (r["dataset"], r["method"], r["seed"]) in done]
         write_rows(csv_path, kept, append=False)
@@ -1016,7 +1158,15 @@ def main(argv: Optional[list[str]] = None) -> None:
             f"worker(s); rows go to {csv_path}",
             flush=True,
         )
-        meta["runs"].append({"command": command(), "wall_seconds": 0.0, "units": len(units)})
+        meta["runs"].append(
+            {
+                "command": command(),
+                "wall_seconds": 0.0,
+                "units": len(units),
+                "settings": _settings_dict(settings),
+                "reran": sorted(stale),
+            }
+        )
         _save_meta(meta_path, meta)
         start = time.perf_counter()
         try:
@@ -1032,7 +1182,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     findings = FINDINGS if write_docs else None
     body, shown = render(out_dir, image, findings)
     main_settings = _settings_from(json.loads((out_dir / f"{STEM}.json").read_text())["settings"])
-    plot(curves_of(read_rows(out_dir / f"{STEM}.csv"), main_settings.cycles), shown, out_dir / f"{STEM}.png")
+    plot(
+        curves_of(read_rows(out_dir / f"{STEM}.csv"), main_settings.cycles),
+        shown,
+        out_dir / f"{STEM}.png",
+    )
     (out_dir / f"{STEM}.md").write_text(body)
     print(body)
     if write_docs:
