@@ -9,6 +9,7 @@ and get it from a single pass.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -28,6 +29,7 @@ __all__ = [
     "default_input_fn",
     "default_target_fn",
     "find_feature_layer",
+    "inference_device",
     "preserve_mode",
     "stream",
 ]
@@ -158,6 +160,52 @@ def _logits_of(out: Any) -> torch.Tensor:
     )
 
 
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``a`` and ``b`` name the same device (``cuda`` without an index is the current one)."""
+    if a.type != b.type:
+        return False
+    if a.index is None or b.index is None:
+        if a.type != "cuda":
+            return True
+        current = torch.cuda.current_device()
+        return (current if a.index is None else a.index) == (
+            current if b.index is None else b.index
+        )
+    return a.index == b.index
+
+
+def inference_device(model: nn.Module, device: Device = None) -> torch.device:
+    """The device an inference pass of ``model`` runs on, checked against the model's own.
+
+    ``None`` follows the model: the device of its first parameter (or buffer); a model
+    with neither runs on CUDA when available, else on the CPU. An explicit ``device``
+    must match the model's: the model is never moved (that would change the caller's
+    object), so a mismatch is a :class:`ValueError` raised before any work.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aalearn.inference import inference_device
+    >>> inference_device(torch.nn.Linear(2, 2))
+    device(type='cpu')
+    >>> inference_device(torch.nn.Linear(2, 2), "meta")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: Expected the model to be on `device` (meta), but its parameters are on cpu: ...
+    """
+    own = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if device is None:
+        return own.device if own is not None else resolve_device(None)
+    dev = resolve_device(device)
+    if own is not None and not _same_device(own.device, dev):
+        raise ValueError(
+            f"Expected the model to be on `device` ({dev}), but its parameters are on "
+            f"{own.device}: move it first with model.to({str(dev)!r}), or leave "
+            "device=None to run where the model is."
+        )
+    return dev
+
+
 def stream(
     model: nn.Module,
     dataset: Dataset,
@@ -208,7 +256,7 @@ def stream(
         raise TypeError(
             f"Expected argument `model` to be a torch.nn.Module, but got {type(model).__name__}."
         )
-    dev = resolve_device(device)
+    dev = inference_device(model, device)
     indices = np.asarray(indices, dtype=np.int64)
     if labels is not None:
         labels = np.asarray(labels, dtype=np.int64)
@@ -343,8 +391,9 @@ def collect(
     batch_size, num_workers : int
         Passed to the :class:`~torch.utils.data.DataLoader`.
     device : str, torch.device or None
-        ``None`` is CUDA when available, else CPU. On CUDA, batches use pinned
-        memory and non-blocking copies.
+        Where the pass runs: ``None`` (default) follows the model's parameters; an
+        explicit device must be the model's (see :func:`inference_device`; the model
+        is never moved). On CUDA, batches use pinned memory and non-blocking copies.
     input_fn, target_fn : callable, optional
         Map a collated batch to the model input / the targets. Default: element 0 /
         element 1 of a tuple batch.

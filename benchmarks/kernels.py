@@ -64,6 +64,24 @@ def _naive_entropy(p: torch.Tensor) -> torch.Tensor:
     return -(p * p.log()).sum(-1)
 
 
+def _log_alone(p: torch.Tensor) -> torch.Tensor:
+    """``torch.log`` over ``p`` in the entropy kernel's chunks, into one reused buffer.
+
+    Not a kernel: the cost of the logarithms alone, a lower bound for any eager
+    entropy that calls ``torch.log`` (the clamp and the row sums come on top).
+    """
+    from aalearn.functional.uncertainty import _CPU_CHUNK_ELEMENTS
+
+    step = p.shape[0]
+    if p.device.type == "cpu":
+        step = max(1, _CPU_CHUNK_ELEMENTS // p.shape[1])
+    buf = p.new_empty(min(step, p.shape[0]), p.shape[1])
+    for start in range(0, p.shape[0], step):
+        rows = p[start : start + step]
+        torch.log(rows, out=buf[: rows.shape[0]])
+    return buf
+
+
 def _naive_bald(mc: torch.Tensor) -> torch.Tensor:
     return _naive_entropy(mc.mean(1)) - _naive_entropy(mc).mean(1)
 
@@ -102,6 +120,8 @@ def _bench_shape(
         contenders[f"aalearn {name}"] = lambda fn=fn: fn(p)
     for name, fn in naive.items():
         contenders[f"naive {name}"] = lambda fn=fn: fn(p)
+    if p.ndim == 2:
+        contenders["log alone"] = lambda: _log_alone(p)
     notes = []
     if baal_input is not None and heur is not None:
         for name in ours:
@@ -116,6 +136,10 @@ def _bench_shape(
     med = {k: 1e3 * v for k, v in interleaved_medians(contenders, repeats).items()}
     floor = med["floor"]
     shape_text = " x ".join(f"{s:,}" for s in shape)
+    if "log alone" in med:
+        notes.append(
+            f"{shape_text}: `torch.log` alone, in the same chunks, {_fmt(med['log alone'], floor)}"
+        )
     rows = [f"| {shape_text} | floor `sum(-1)` | {floor:.1f} ms (1.0x) | | | | |"]
     for name in ours:
         mine = med[f"aalearn {name}"]
@@ -183,8 +207,16 @@ def main(argv: Optional[List[str]] = None) -> None:
         "over `[N, C, K]`. aalearn's margin and least confidence are `1 -` baal's, so that "
         "higher = more informative.",
     ]
-    if notes:
-        lines += ["", "Agreement on the benchmark data: " + "; ".join(notes) + "."]
+    agree = [n for n in notes if n.startswith(("entropy", "margin", "least", "bald"))]
+    logs = [n for n in notes if n not in agree]
+    if agree:
+        lines += ["", "Agreement on the benchmark data: " + "; ".join(agree) + "."]
+    if logs:
+        lines += [
+            "",
+            "The cost of the logarithms alone (a lower bound for any eager entropy that "
+            "calls `torch.log`; clamp and row sums come on top): " + "; ".join(logs) + ".",
+        ]
     load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     cores = os.cpu_count() or 1
     if max(load, load_end) > cores:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aalearn.inference import collect, find_feature_layer, preserve_mode, stream
+from aalearn.inference import (
+    collect,
+    find_feature_layer,
+    inference_device,
+    preserve_mode,
+    stream,
+)
 
 from .conftest import DEVICES, TinyNet
 
@@ -16,7 +24,8 @@ from .conftest import DEVICES, TinyNet
 @pytest.mark.parametrize("device", DEVICES)
 def test_collect_matches_direct_forward(digits, tiny_model, device):
     idx = np.array([5, 0, 17, 3, 100, 42, 7])
-    out = collect(tiny_model, digits, idx, features=True, losses=True, batch_size=3, device=device)
+    model = copy.deepcopy(tiny_model).to(device)
+    out = collect(model, digits, idx, features=True, losses=True, batch_size=3, device=device)
     x, y = digits.tensors[0][idx], digits.tensors[1][idx]
     tiny_model.eval()
     with torch.no_grad():
@@ -138,3 +147,23 @@ def test_preserve_mode_context():
     with preserve_mode(model):
         model.eval()
     assert model.training and model.fc.training
+
+
+def test_device_none_follows_the_model():
+    assert inference_device(nn.Linear(2, 2)) == torch.device("cpu")
+    assert inference_device(nn.Linear(2, 2, device="meta")) == torch.device("meta")
+    only_buffers = nn.BatchNorm1d(2, affine=False).to("meta")
+    assert inference_device(only_buffers) == torch.device("meta")
+    assert inference_device(nn.ReLU(), "cpu") == torch.device("cpu")  # no parameters
+
+
+def test_device_mismatch_is_a_clear_error_before_any_work(digits, tiny_model):
+    calls = []
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10, device="meta"))
+    model.register_forward_pre_hook(lambda *_: calls.append(1))
+    msg = r"Expected the model to be on `device` \(cpu\), but its parameters are on meta"
+    with pytest.raises(ValueError, match=msg):
+        collect(model, digits, np.arange(4), device="cpu")
+    with pytest.raises(ValueError, match=r"model.to\('meta'\)"):
+        inference_device(tiny_model, "meta")
+    assert calls == []

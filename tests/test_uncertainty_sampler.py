@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -34,11 +36,13 @@ def setup(digits):
 @pytest.mark.parametrize("method", ["entropy", "margin", "least_confidence"])
 def test_selection_is_the_top_k_of_independent_scores(setup, digits, method, device):
     model, pool = setup
+    model = copy.deepcopy(model).to(device)
     sampler = aalearn.UncertaintySampler(method, batch_size=128, device=device)
     picked = sampler.select(model, pool, 50)
     model.eval()
     with torch.no_grad():
-        probs = model(digits.tensors[0][pool.unlabeled_indices.copy()]).softmax(-1).numpy()
+        x = digits.tensors[0][pool.unlabeled_indices.copy()].to(device)
+        probs = model(x).softmax(-1).cpu().numpy()
     ref = numpy_scores(probs, method)
     # best first, ties by smaller index: a stable sort on -score over ascending indices
     order = np.argsort(-ref, kind="stable")
@@ -103,3 +107,15 @@ def test_repr_shows_non_default_configuration():
         repr(aalearn.UncertaintySampler("bald", mc_samples=5, device="cpu"))
         == "UncertaintySampler(method='bald', mc_samples=5, device='cpu')"
     )
+
+
+def test_model_on_another_device_is_a_clear_error(setup):
+    model, pool = setup
+    before = pool.state_dict()
+    sampler = aalearn.UncertaintySampler("entropy", device="meta")
+    with pytest.raises(ValueError, match=r"Expected the model to be on `device` \(meta\)"):
+        sampler.select(model, pool, 5)
+    after = pool.state_dict()
+    assert before.keys() == after.keys()
+    for key in before:
+        np.testing.assert_array_equal(np.asarray(before[key]), np.asarray(after[key]))

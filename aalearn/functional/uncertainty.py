@@ -22,14 +22,14 @@ from torch import Tensor
 
 __all__ = ["bald", "entropy", "least_confidence", "margin"]
 
-# Elements per row chunk on CPU (1 MiB of float32 for entropy and BALD, 4 MiB for
-# margin's transposed tournament): small enough for a chunk and its buffer to stay in
-# cache, large enough for each torch op to split over threads and to amortise the
-# per-op overhead. Chosen by a sweep (64 Ki to 4 Mi elements) on an idle 2-thread
-# Xeon; see benchmarks/kernels.py. Every op on a chunk is one OpenMP region that
-# waits for all threads: on an oversubscribed CPU, fewer threads (or larger chunks)
-# can be faster (see docs/benchmarks.md).
-_CPU_CHUNK_ELEMENTS = 1 << 18
+# Elements per row chunk on CPU (4 MiB of float32): small enough for a chunk and its
+# buffer to stay in a core's L2/L3 share, large enough for each torch op to split over
+# threads and to amortise the per-op overhead. Every op on a chunk is one OpenMP region
+# that waits for all threads, so fewer, larger chunks are also far less fragile on an
+# oversubscribed CPU. Chosen by sweeps (64 Ki to 4 Mi elements) on an idle 2-thread
+# Xeon and on a 2-core AMD EPYC: 256 Ki to 1 Mi measured the same idle, and 1 Mi lost
+# 3 to 4x less under load; see benchmarks/kernels.py and docs/benchmarks.md.
+_CPU_CHUNK_ELEMENTS = 1 << 20
 _CPU_MARGIN_CHUNK_ELEMENTS = 1 << 20
 # Up to this many classes, margin transposes each chunk and finds the two largest
 # values with elementwise max/min over contiguous columns (row reductions over a

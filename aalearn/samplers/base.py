@@ -70,7 +70,9 @@ class BaseSampler:
     batch_size : int
         Batch size of the inference pass.
     device : str, torch.device or None
-        Where inference and selector training run; ``None`` is CUDA when available.
+        Where inference and selector training run. ``None`` (default) follows the
+        model's parameters; an explicit device must be the model's (a clear
+        ``ValueError`` otherwise: the model is never moved).
     num_workers : int
         ``DataLoader`` workers of the inference pass.
     random_state : int, numpy.random.Generator or None
@@ -181,7 +183,11 @@ class BaseSampler:
 
     @property
     def device_(self) -> torch.device:
-        """The resolved device."""
+        """``device`` as a :class:`torch.device`, resolved without a model.
+
+        ``None`` gives CUDA when available, else CPU; at ``select`` time ``None``
+        follows the model instead (:func:`aalearn.inference.inference_device`).
+        """
         return resolve_device(self.device)
 
     # ------------------------------------------------------------------ select

@@ -11,7 +11,7 @@ from torch import nn
 from aalearn import functional as AF
 from aalearn._validation import Device, RandomState, check_int, check_random_state
 from aalearn.distributed import current_shard
-from aalearn.inference import InferenceOutputs, stream
+from aalearn.inference import InferenceOutputs, inference_device, stream
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler
 
@@ -116,7 +116,7 @@ class UncertaintySampler(BaseSampler):
         bald = self.method == "bald"
         if bald and not any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules()):
             raise ValueError("method='bald' needs MC dropout, but the model has no dropout layer.")
-        dev = self.device_
+        dev = inference_device(model, self.device)
         cuda_ids = []
         if dev.type == "cuda":
             cuda_ids = [dev.index if dev.index is not None else torch.cuda.current_device()]
@@ -164,7 +164,7 @@ class UncertaintySampler(BaseSampler):
     ) -> np.ndarray:
         shard = current_shard()  # sharded: score this rank's block, merge the candidates
         unlabeled = pool.unlabeled_indices if shard is None else shard.local(pool.unlabeled_indices)
-        topk = AF.StreamingTopK(budget, device=self.device_)
+        topk = AF.StreamingTopK(budget, device=inference_device(model, self.device))
         self._stream_scores(model, pool, unlabeled, topk.update, rng)
         scores, idx = topk.compute()
         if shard is not None:
