@@ -333,12 +333,17 @@ def main(argv: Optional[list[str]] = None) -> None:
     if args.vaal_epochs is None:
         args.vaal_epochs = 1.0 if cuda and not args.quick else 2 * batch / args.n_items
     notes = []
-    if min(args.epochs, args.vaal_epochs) < PAPER_EPOCHS:
+    reduced = []
+    if args.epochs < PAPER_EPOCHS:
+        reduced.append(f"{args.epochs:g} (AALU)")
+    if args.vaal_epochs < PAPER_EPOCHS:
+        iters = int(args.vaal_epochs * args.n_items // batch)
+        reduced.append(f"{args.vaal_epochs:g} (VAAL, {iters} iterations)")
+    if reduced:
         notes.append(
-            f"Epochs reduced from the paper's {PAPER_EPOCHS} to {args.epochs:g} (AALU) and "
-            f"{args.vaal_epochs:g} (VAAL, {int(args.vaal_epochs * args.n_items // batch)} "
-            f"iterations) on this {'GPU' if cuda else 'CPU'}; the {PAPER_EPOCHS}-epoch columns "
-            "marked so are extrapolated from the per-epoch times, not measured."
+            f"Epochs reduced from the paper's {PAPER_EPOCHS} to {' and '.join(reduced)} on this "
+            f"{'GPU' if cuda else 'CPU'}; the {PAPER_EPOCHS}-epoch columns marked so are "
+            "extrapolated from the per-epoch times, not measured."
         )
     notes.append(
         "Not included, for any method: training the task model (the paper's VAAL code also "

@@ -254,3 +254,33 @@ def test_validate_args_false_gives_same_result(fn) -> None:
     shape = (20, 4, 6) if fn is bald else (20, 6)
     p = _dirichlet(shape, 0.7, seed=5)
     torch.testing.assert_close(fn(p, validate_args=False), fn(p))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("precision", ["highest", "high", "medium"])
+def test_margin_transpose_is_exact(dtype: torch.dtype, precision: str) -> None:
+    """The identity-product transpose is bit-exact, and is not used when precision is reduced."""
+    gen = torch.Generator().manual_seed(3)
+    rows = torch.rand(3000, 10, generator=gen, dtype=dtype)
+    rows[::5] *= 1e-39 if dtype == torch.float32 else 1e-310  # subnormal rows
+    rows[1::5, 3] = 0.0
+    rows[2::5, :2] = rows[2::5, 2:4]  # exact ties
+    rows[3::5] = 1.0 / 3.0  # values whose rounding a reduced-precision product would change
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision(precision)
+        uses_product = U._exact_matmul_transpose(rows)
+        cols = torch.empty(10, 3000, dtype=dtype)
+        U._transpose_into(rows, cols)
+        got = margin(rows)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert uses_product == (dtype == torch.float64 or precision == "highest")
+    assert torch.equal(cols, rows.t())
+    ref = _ref_margin(rows.double().numpy())
+    np.testing.assert_allclose(got.double().numpy(), ref, rtol=0, atol=1e-7)
+    # the same scores as the plain strided copy, bit for bit
+    plain = torch.empty(10, 3000, dtype=dtype)
+    plain.copy_(rows.t())
+    top1, top2 = U._top2_of_columns(plain)
+    assert torch.equal(got, (top2 - top1).add_(1.0))

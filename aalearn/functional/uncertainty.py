@@ -34,7 +34,9 @@ _CPU_MARGIN_CHUNK_ELEMENTS = 1 << 20
 # Up to this many classes, margin transposes each chunk and finds the two largest
 # values with elementwise max/min over contiguous columns (row reductions over a
 # short last dimension are slow on CPU); above it, it uses two row reductions.
-_COLUMN_TREE_MAX_CLASSES = 32
+# Measured crossover on a 2-core AMD EPYC: columns 2x faster up to 24 classes, rows
+# faster from 32.
+_COLUMN_TREE_MAX_CLASSES = 24
 
 
 def _tensor_validation(
@@ -247,10 +249,39 @@ def _merge_pair(t1: Tensor, t2: Tensor, e1: Tensor, e2: Tensor | None) -> None:
     torch.maximum(t1, e1, out=t1)
 
 
+def _exact_matmul_transpose(t: Tensor) -> bool:
+    """Whether :func:`_transpose_into` may use a product with the identity for ``t``.
+
+    Only on CPU, and only when float32 products run in full precision: with
+    ``torch.set_float32_matmul_precision("high")`` or lower a product may round its
+    inputs (TF32 or bfloat16), and the transpose would no longer be exact.
+    """
+    if t.device.type != "cpu":
+        return False
+    return t.dtype == torch.float64 or (
+        t.dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest"
+    )
+
+
+def _transpose_into(rows: Tensor, cols: Tensor) -> None:
+    """``cols = rows.T``, exactly, for a finite 2-D ``rows`` and a contiguous ``cols``.
+
+    On CPU ``cols.copy_(rows.t())`` is a strided copy that costs about 1 ns per element;
+    a product with the identity, ``I @ rows.T``, goes through the BLAS's blocked
+    transposition and was 2x faster end to end for margin at 10 classes. It is exact:
+    each output is ``1 * x`` plus products ``0 * y``, which are zeros for finite ``y``.
+    """
+    if _exact_matmul_transpose(rows):
+        eye = torch.eye(rows.shape[1], dtype=rows.dtype)
+        torch.mm(eye, rows.t(), out=cols)
+    else:
+        cols.copy_(rows.t())
+
+
 def _margin_by_columns(rows: Tensor, buf: Tensor, out: Tensor) -> None:
     n_rows, n_cols = rows.shape
     cols = buf.view(-1)[: n_rows * n_cols].view(n_cols, n_rows)
-    cols.copy_(rows.t())
+    _transpose_into(rows, cols)
     top1, top2 = _top2_of_columns(cols)
     torch.sub(top2, top1, out=out)
 
@@ -296,7 +327,7 @@ def margin(probs: Tensor, *, validate_args: bool = True) -> Tensor:
     ----------
     probs : Tensor
         Floating tensor of shape ``(N, C)`` with ``C >= 2``; each row a probability
-        vector (not checked; the entries must be non-negative).
+        vector (not checked; the entries must be finite and non-negative).
     validate_args : bool
         Check type and shape (default). ``False`` skips the checks, for hot loops.
 
