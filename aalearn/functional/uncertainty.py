@@ -103,11 +103,13 @@ def _xlogx_sum(rows: Tensor, buf: Tensor, out: Tensor) -> None:
     """``out = sum(p * log p)`` over the last dim of 2-D ``rows`` (0 log 0 = 0), via ``buf``.
 
     Clamping at the smallest normal number keeps ``0 * log(0)`` at exactly 0, never NaN,
-    and leaves every other probability unchanged.
+    and changes no normal probability. The product goes into ``buf`` and is summed
+    with ``out=``: no temporary is allocated per chunk.
     """
     torch.clamp(rows, min=torch.finfo(rows.dtype).tiny, out=buf)
     torch.log(buf, out=buf)
-    torch.linalg.vecdot(rows, buf, out=out)
+    buf.mul_(rows)
+    torch.sum(buf, dim=-1, out=out)
 
 
 def _entropy_compute(probs: Tensor) -> Tensor:
