@@ -14,15 +14,14 @@ from torch.utils.data import TensorDataset
 
 from aalearn import ActivePool
 from aalearn.inference import collect
-from aalearn.samplers.aalu import (
-    AALU_VARIANTS,
-    AALUSampler,
+from aalearn.samplers._selector import (
     _epoch_schedule,
     _FeatureData,
     _FeatureSelector,
     _FeatureSelectorConfig,
     _IndexStream,
 )
+from aalearn.samplers.aalu import AALU_VARIANTS, AALUSampler
 
 DEVICES = [
     "cpu",
@@ -366,7 +365,7 @@ def test_repr_shows_configuration():
 def test_cuda_graph_training_matches_eager(monkeypatch):
     import warnings
 
-    from aalearn.samplers import aalu
+    from aalearn.samplers import _selector as selector_module
 
     pool, model, y = novel_cluster_pool(seed=0)
     model = model.to("cuda")
@@ -381,7 +380,7 @@ def test_cuda_graph_training_matches_eager(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a failed capture warns
         graphed, graphed_losses = run()
-    monkeypatch.setattr(aalu, "_CUDA_GRAPHS", False)
+    monkeypatch.setattr(selector_module, "_CUDA_GRAPHS", False)
     eager, eager_losses = run()
     assert len(set(graphed) & set(eager)) >= 27
     assert (y[graphed] == 3).mean() > 0.7

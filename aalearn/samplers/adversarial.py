@@ -33,7 +33,7 @@ from aalearn.networks import (
 )
 from aalearn.pool import ActivePool
 
-from .aalu import (
+from ._selector import (
     ProgressFn,
     _adam,
     _check_bool,
