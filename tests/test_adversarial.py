@@ -69,6 +69,26 @@ def test_raw_contract(digits_pool, device):
         np.testing.assert_array_equal(np.asarray(state[k]), np.asarray(pool.state_dict()[k]))
 
 
+def test_raw_picks_digits_unlike_the_labeled_ones(digits):
+    """VAAL on real 8x8 digits: labeled images show only digits 0-4; it should favour 5-9.
+
+    300 labeled images of digits 0-4; the unlabeled part is 60 % digits 5-9, so a
+    random pick of 100 holds 60 +- 5 of them. A small ConvVAE (16 base channels, 3
+    epochs, learning rate 2e-3) is enough for VAAL to tell the new digits apart.
+    """
+    y = digits.tensors[1].numpy()
+    rng = np.random.default_rng(0)
+    pool = ActivePool(digits)
+    pool.label(rng.choice(np.flatnonzero(y < 5), 300, replace=False))
+    assert (y[pool.unlabeled_indices] >= 5).mean() == pytest.approx(0.60, abs=0.01)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    sampler = AdversarialSampler(
+        representation="raw", vae_channels=16, epochs=3, lr=2e-3, device="cpu", random_state=0
+    )
+    picked = sampler.select(model, pool, 100)
+    assert (y[picked] >= 5).mean() > 0.72  # random: 0.60 +- 0.05
+
+
 def test_raw_takes_the_lowest_discriminator_output(digits_pool, monkeypatch):
     pool, model = digits_pool
     seen = {}
