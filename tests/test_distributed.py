@@ -39,7 +39,7 @@ pytestmark = pytest.mark.skipif(
 LAUNCH_TIMEOUT = 60.0
 #: How long a rank waits for one that never calls ``select``.
 ABSENT_TIMEOUT = 1.5
-BUDGET = {"entropy": 40, "coreset": 30, "aalu": 20, "adversarial": 20}
+BUDGET = {"entropy": 40, "coreset": 30, "aalu": 20, "adversarial": 20, "vaal": 20}
 
 
 def _coreset_cls() -> Any:
@@ -77,8 +77,12 @@ def _samplers() -> dict[str, Any]:
         out["coreset"] = coreset(batch_size=64, device="cpu")
     if aalu is not None:
         out["aalu"] = aalu(**small)
-    if adversarial is not None:  # VAAL's feature-space form (raw VAAL is too slow here)
+    if adversarial is not None:  # VAAL's feature-space form, and raw VAAL kept tiny
         out["adversarial"] = adversarial(representation="features", **small)
+        out["vaal"] = adversarial(
+            representation="raw", epochs=0.15, vae_channels=4, hidden=(16,), latent_dim=8,
+            selector_batch_size=64, batch_size=64, device="cpu", random_state=0,
+        )  # fmt: skip
     return out
 
 
@@ -290,7 +294,7 @@ def test_sharded_selection_equals_single_process(data, reference, launched, worl
                 np.testing.assert_array_equal(value, results[0]["pool"][field])
         assert res["pool"]["round"] == 2
         assert (res["pool"]["labeled_round"] < 0).sum() == n_items - n_labeled - 40
-    missing = [n for n in ("coreset", "aalu", "adversarial") if n not in reference]
+    missing = [n for n in ("coreset", "aalu", "adversarial", "vaal") if n not in reference]
     if missing:
         pytest.skip(f"samplers not available, not checked: {missing}")
 
