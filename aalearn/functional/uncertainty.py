@@ -271,7 +271,9 @@ def _transpose_into(rows: Tensor, cols: Tensor) -> None:
     On CPU ``cols.copy_(rows.t())`` is a strided copy that costs about 1 ns per element;
     a product with the identity, ``I @ rows.T``, goes through the BLAS's blocked
     transposition and was 2x faster end to end for margin at 10 classes. It is exact:
-    each output is ``1 * x`` plus products ``0 * y``, which are zeros for finite ``y``.
+    each output is ``1 * x`` plus products ``0 * y``, which are zeros for finite ``y``
+    (under ``torch.set_flush_denormal(True)`` subnormal inputs read as zero, as in any
+    arithmetic; the two largest entries of a probability row are never subnormal).
     """
     if _exact_matmul_transpose(rows):
         eye = torch.eye(rows.shape[1], dtype=rows.dtype)
