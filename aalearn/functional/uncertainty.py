@@ -273,7 +273,8 @@ def _transpose_into(rows: Tensor, cols: Tensor) -> None:
     transposition and was 2x faster end to end for margin at 10 classes. It is exact:
     each output is ``1 * x`` plus products ``0 * y``, which are zeros for finite ``y``
     (under ``torch.set_flush_denormal(True)`` subnormal inputs read as zero, as in any
-    arithmetic; the two largest entries of a probability row are never subnormal).
+    arithmetic; a probability row's largest entry is at least ``1/C``, so a subnormal
+    runner-up read as zero leaves its margin unchanged).
     """
     if _exact_matmul_transpose(rows):
         eye = torch.eye(rows.shape[1], dtype=rows.dtype)
