@@ -30,11 +30,7 @@ from aalearn.functional.losses import (
     representation_loss,
     vae_adversarial_loss,
 )
-from aalearn.networks import (
-    Assistant,
-    FeatureVAE,
-    reparameterize,
-)
+from aalearn.networks import Assistant, FeatureVAE, reparameterize
 from aalearn.pool import ActivePool
 
 from .base import BaseSampler

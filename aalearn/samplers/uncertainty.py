@@ -110,13 +110,13 @@ class UncertaintySampler(BaseSampler):
         indices: np.ndarray,
         consume: Callable[[torch.Tensor, torch.Tensor], None],
         rng: np.random.Generator,
+        dev: torch.device,
     ) -> None:
         if pool.dataset is None:
             raise ValueError("This sampler needs the pool's dataset, but the pool has none.")
         bald = self.method == "bald"
         if bald and not any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules()):
             raise ValueError("method='bald' needs MC dropout, but the model has no dropout layer.")
-        dev = inference_device(model, self.device)
         cuda_ids = []
         if dev.type == "cuda":
             cuda_ids = [dev.index if dev.index is not None else torch.cuda.current_device()]
@@ -152,9 +152,9 @@ class UncertaintySampler(BaseSampler):
         self._validate_params()
         idx = pool.unlabeled_indices if indices is None else np.asarray(indices, dtype=np.int64)
         parts: list[torch.Tensor] = []
-        self._stream_scores(
-            model, pool, idx, lambda s, _i: parts.append(s), check_random_state(self.random_state)
-        )
+        rng = check_random_state(self.random_state)
+        dev = inference_device(model, self.device)
+        self._stream_scores(model, pool, idx, lambda s, _i: parts.append(s), rng, dev)
         if not parts:
             return np.empty(0, dtype=np.float32)
         return torch.cat(parts).cpu().numpy()
@@ -164,8 +164,9 @@ class UncertaintySampler(BaseSampler):
     ) -> np.ndarray:
         shard = current_shard()  # sharded: score this rank's block, merge the candidates
         unlabeled = pool.unlabeled_indices if shard is None else shard.local(pool.unlabeled_indices)
-        topk = AF.StreamingTopK(budget, device=inference_device(model, self.device))
-        self._stream_scores(model, pool, unlabeled, topk.update, rng)
+        dev = inference_device(model, self.device)
+        topk = AF.StreamingTopK(budget, device=dev)
+        self._stream_scores(model, pool, unlabeled, topk.update, rng, dev)
         scores, idx = topk.compute()
         if shard is not None:
             idx = shard.merge_topk(scores, idx, budget)
