@@ -4,7 +4,10 @@ For each shape, the contenders run in turn within every repeat (interleaved) and
 median is reported, with its ratio to the floor measured side by side:
 
 (a) the floor, a row-wise ``probs.sum(-1)`` (one read of the data);
-(b) ``aalearn.functional.entropy``, ``least_confidence``, ``margin`` (and ``bald``);
+(b) ``aalearn.functional.entropy``, ``least_confidence``, ``margin`` (and ``bald``):
+    the fused numba kernels when numba is installed (``pip install aalearn[fast]``),
+    and, side by side, the same kernels' torch implementation (the path taken
+    without numba, and on CUDA);
 (c) the naive ``-(p * p.log()).sum(-1)``, for orientation;
 (d) baal 2.x's heuristics, their ``compute_score`` called directly on the same data
     (NumPy arrays, baal's ``[N, C]`` / ``[N, C, K]`` layout made before timing).
@@ -26,6 +29,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from aalearn.functional import bald, entropy, least_confidence, margin
+from aalearn.functional import uncertainty as _uncertainty
+from aalearn.functional._fused import enabled as _fused_enabled
 
 try:  # run as a script or as a module
     from benchmarks._report import command, interleaved_medians, machine, write_section
@@ -78,6 +83,26 @@ def _log_alone(p: torch.Tensor) -> None:
     _for_each_chunk(p, _CPU_CHUNK_ELEMENTS, lambda rows: (p.new_empty(rows, p.shape[1]),), body)
 
 
+# The torch implementation of each kernel, called directly (no numba dispatch).
+_TORCH_PATH: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "entropy": _uncertainty._entropy_torch,
+    "margin": _uncertainty._margin_torch,
+    "bald": _uncertainty._bald_torch,
+}
+
+
+def _path_note(device: torch.device) -> str:
+    probe = torch.zeros(1, 2, device=device)
+    if not _fused_enabled(probe):
+        return "aalearn ran its torch kernels (numba not installed, disabled, or not CPU)"
+    import numba
+
+    return (
+        f"aalearn ran its fused numba kernels (numba {numba.__version__}) for entropy, margin "
+        "and BALD; the column 'torch path' is the same function without numba"
+    )
+
+
 def _naive_bald(mc: torch.Tensor) -> torch.Tensor:
     return _naive_entropy(mc.mean(1)) - _naive_entropy(mc).mean(1)
 
@@ -114,6 +139,8 @@ def _bench_shape(
     contenders: Dict[str, Callable[[], object]] = {"floor": lambda: p.sum(-1)}
     for name, fn in ours.items():
         contenders[f"aalearn {name}"] = lambda fn=fn: fn(p)
+        if name in _TORCH_PATH and _fused_enabled(p):
+            contenders[f"torch path {name}"] = lambda f=_TORCH_PATH[name]: f(p)
     for name, fn in naive.items():
         contenders[f"naive {name}"] = lambda fn=fn: fn(p)
     if p.ndim == 2:
@@ -137,16 +164,18 @@ def _bench_shape(
         log_notes.append(
             f"{shape_text}: `torch.log` alone, in the same chunks, {_fmt(med['log alone'], floor)}"
         )
-    rows = [f"| {shape_text} | floor `sum(-1)` | {floor:.1f} ms (1.0x) | | | | |"]
+    rows = [f"| {shape_text} | floor `sum(-1)` | {floor:.1f} ms (1.0x) | | | | | |"]
     for name in ours:
         mine = med[f"aalearn {name}"]
         nv = _fmt(med[f"naive {name}"], floor) if f"naive {name}" in med else ""
+        tp = _fmt(med[f"torch path {name}"], floor) if f"torch path {name}" in med else ""
         bl = med.get(f"baal {name}")
         bl_text = _fmt(bl, floor) if bl is not None else "skipped"
         speedup = f"{bl / mine:.1f}x" if bl is not None else ""
         ok = "yes" if mine / floor <= TARGET else "**no**"
         rows.append(
-            f"| {shape_text} | {name} | {_fmt(mine, floor)} | {ok} | {nv} | {bl_text} | {speedup} |"
+            f"| {shape_text} | {name} | {_fmt(mine, floor)} | {ok} | {tp} | {nv} | {bl_text} "
+            f"| {speedup} |"
         )
     return rows, notes, log_notes
 
@@ -191,10 +220,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         f"Machine: {machine()}; device {device}; 1-min load average {load:.1f} at start "
         "(the machine is shared: treat the ratios, measured side by side, as the result).",
         f"Command: `{command()}`. Median of {repeats} interleaved repeats; ratio to the "
-        f"floor in parentheses; target: within {TARGET:g}x of the floor. {baal_note}.",
+        f"floor in parentheses; target: within {TARGET:g}x of the floor. {baal_note}. "
+        f"{_path_note(device)}.",
         "",
-        "| shape | kernel | aalearn | within 3x | naive torch | baal | aalearn vs baal |",
-        "|---|---|---|---|---|---|---|",
+        "| shape | kernel | aalearn | within 3x | torch path | naive torch | baal "
+        "| aalearn vs baal |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "What baal computes (`baal/active/heuristics/heuristics.py`, called on NumPy arrays): "
@@ -220,9 +251,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         lines += [
             "",
             f"Warning: the 1-min load average was {load:.1f} at the start and {load_end:.1f} at "
-            f"the end, above the {cores} cores: other processes competed for them. aalearn's "
-            "CPU kernels run many short multi-threaded ops on cache-sized chunks, and each op "
-            "waits for its slowest thread, so they lose far more than the single-pass floor "
+            f"the end, above the {cores} cores: other processes competed for them. The torch "
+            "path runs many short multi-threaded ops on cache-sized chunks, and each op "
+            "waits for its slowest thread, so it loses far more than the single-pass floor "
             "on an oversubscribed machine; compare with `--threads 1` there.",
         ]
     text = "\n".join(lines)

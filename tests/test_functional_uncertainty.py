@@ -1,18 +1,24 @@
-"""Tests of aalearn.functional.uncertainty: hand values, SciPy references, extremes, errors."""
+"""Tests of aalearn.functional.uncertainty: hand values, SciPy references, extremes, errors.
+
+Every test runs twice: with the fused numba kernels (skipped when numba is not
+installed) and with the torch kernels (``AALEARN_DISABLE_NUMBA=1``). On CUDA and for
+float64 both runs take the torch kernels.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
 import pytest
 import scipy.stats
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aalearn.functional.uncertainty as U
-from aalearn.functional import bald, entropy, least_confidence, margin
+from aalearn.functional import _fused, bald, entropy, least_confidence, margin
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 KERNELS_2D = [entropy, least_confidence, margin]
@@ -41,6 +47,18 @@ def _ref_least_confidence(p: np.ndarray) -> np.ndarray:
 
 def _ref_bald(mc: np.ndarray) -> np.ndarray:
     return scipy.stats.entropy(mc.mean(axis=1), axis=-1) - scipy.stats.entropy(mc, axis=-1).mean(1)
+
+
+@pytest.fixture(autouse=True, params=["fused", "torch"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run every test with the fused numba kernels and with the torch kernels."""
+    if request.param == "torch":
+        monkeypatch.setenv(_fused.DISABLE_ENV, "1")
+    elif importlib.util.find_spec("numba") is None:
+        pytest.skip("numba is not installed: the fused kernels are never used")
+    else:
+        monkeypatch.delenv(_fused.DISABLE_ENV, raising=False)
+    return str(request.param)
 
 
 @pytest.fixture(params=[None, 64], ids=["default-chunks", "tiny-chunks"])
@@ -112,7 +130,9 @@ def test_bald_against_scipy(shape: tuple[int, int, int], dtype, chunk_elements: 
     np.testing.assert_allclose(out.double().numpy(), _ref_bald(mc.double().numpy()), atol=atol)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     rows=st.lists(
         st.lists(st.sampled_from([0.0, 0.0, 0.1, 0.25, 0.5, 1.0, 3.0]), min_size=2, max_size=40),

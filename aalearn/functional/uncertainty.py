@@ -7,10 +7,15 @@ always take the top-k). Outputs are 1-D, on the input's device, ``float32``
 ``float32``). The kernels are written once in torch and run unchanged on CPU and
 CUDA; they are not differentiable (the input is detached).
 
-Speed: on CPU the row-wise work is done in chunks of rows that stay in cache, with
-preallocated buffers and ``out=`` arguments;
-``benchmarks/kernels.py`` measures every kernel against the floor ``probs.sum(-1)``.
-On other devices a chunk is the whole tensor (the kernels are memory bound there).
+Speed: with numba installed (``pip install aalearn[fast]``), entropy, margin and BALD
+of float32 CPU tensors run fused numba kernels instead (``aalearn.functional._fused``):
+one pass over each row, on torch's own threads. Margin gives the same bits on both paths; entropy
+and BALD agree with the torch kernels to about 1e-6 (a different logarithm and
+summation order); on either path a row's score never depends on the other rows.
+Set ``AALEARN_DISABLE_NUMBA=1`` to force the torch kernels. The torch kernels work on
+CPU in chunks of rows that stay in cache, with preallocated buffers and ``out=``
+arguments; on other devices a chunk is the whole tensor (the kernels are memory bound
+there). ``benchmarks/kernels.py`` measures both against the floor ``probs.sum(-1)``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from typing import Any, Callable, Tuple
 
 import torch
 from torch import Tensor
+
+from aalearn.functional import _fused
 
 __all__ = ["bald", "entropy", "least_confidence", "margin"]
 
@@ -113,6 +120,12 @@ def _xlogx_sum(rows: Tensor, buf: Tensor, out: Tensor) -> None:
 
 
 def _entropy_compute(probs: Tensor) -> Tensor:
+    if _fused.enabled(probs):
+        return _fused.entropy(probs)
+    return _entropy_torch(probs)
+
+
+def _entropy_torch(probs: Tensor) -> Tensor:
     n_rows, n_cols = probs.shape
     out = probs.new_empty(n_rows)
 
@@ -305,6 +318,12 @@ def _margin_by_rows(rows: Tensor, buf: Tensor, out: Tensor) -> None:
 
 
 def _margin_compute(probs: Tensor) -> Tensor:
+    if _fused.enabled(probs):
+        return _fused.margin(probs)
+    return _margin_torch(probs)
+
+
+def _margin_torch(probs: Tensor) -> Tensor:
     n_rows, n_cols = probs.shape
     out = probs.new_empty(n_rows)
     kernel = _margin_by_columns if n_cols <= _COLUMN_TREE_MAX_CLASSES else _margin_by_rows
@@ -363,6 +382,12 @@ def margin(probs: Tensor, *, validate_args: bool = True) -> Tensor:
 
 
 def _bald_compute(mc_probs: Tensor) -> Tensor:
+    if _fused.enabled(mc_probs):
+        return _fused.bald(mc_probs)
+    return _bald_torch(mc_probs)
+
+
+def _bald_torch(mc_probs: Tensor) -> Tensor:
     n_rows, n_samples, n_cols = mc_probs.shape
     out = mc_probs.new_empty(n_rows)
     mean_term = mc_probs.new_empty(n_rows)
