@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -184,6 +185,39 @@ def test_without_numba_the_torch_kernels_run(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(_fused, "_import_failed", True)
     assert not _fused.enabled(p)
     assert torch.equal(entropy(p), expected)
+
+
+def test_without_numba_installed_no_warning_and_torch_kernels() -> None:
+    code = (
+        "import sys, warnings; sys.modules['numba'] = None; warnings.simplefilter('error')\n"
+        "import torch\n"
+        "from aalearn.functional import _fused, entropy, margin, bald\n"
+        "from aalearn.functional import uncertainty as U\n"
+        "p = torch.softmax(torch.randn(300, 7), -1)\n"
+        "assert not _fused.enabled(p)\n"
+        "assert torch.equal(entropy(p), U._entropy_torch(p))\n"
+        "assert torch.equal(margin(p), U._margin_torch(p))\n"
+        "mc = torch.softmax(torch.randn(30, 4, 7), -1)\n"
+        "assert torch.equal(bald(mc), U._bald_torch(mc))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_failing_numba_warns_once_and_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = _dirichlet((100, 5), 1.0, seed=10)
+    expected = U._entropy_torch(p)
+
+    def broken(name: str) -> None:
+        raise ImportError("Numba needs NumPy 2.3 or less")
+
+    monkeypatch.setattr(_fused, "_kernels", None)
+    monkeypatch.setattr(_fused, "_import_failed", False)
+    monkeypatch.setattr(_fused.importlib, "import_module", broken)
+    with pytest.warns(RuntimeWarning, match="numba is installed but its kernels failed"):
+        assert torch.equal(entropy(p), expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(entropy(p), expected)  # no second warning
 
 
 def test_import_aalearn_does_not_import_numba() -> None:

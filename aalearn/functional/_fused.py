@@ -24,8 +24,10 @@ small pool of Python threads.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import os
 import threading
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
 from typing import Any, List, Optional
@@ -52,14 +54,24 @@ _gomp_searched = False
 
 
 def _load() -> Optional[ModuleType]:
+    """The compiled kernels module, or None (numba missing, or failing: warned once)."""
     global _kernels, _import_failed
     if _kernels is None and not _import_failed:
         try:
-            from aalearn.functional import _numba_kernels
-        except ImportError:  # numba absent, or built for another NumPy
+            _kernels = importlib.import_module("aalearn.functional._numba_kernels")
+        except ModuleNotFoundError as err:
             _import_failed = True
-        else:
-            _kernels = _numba_kernels
+            if err.name not in ("numba", "llvmlite"):
+                raise
+        except Exception as err:  # numba built for another NumPy, or failing to compile
+            _import_failed = True
+            warnings.warn(
+                f"aalearn: numba is installed but its kernels failed to load "
+                f"({type(err).__name__}: {err}); using the torch kernels instead. Set "
+                f"{DISABLE_ENV}=1 to silence this.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     return _kernels
 
 
