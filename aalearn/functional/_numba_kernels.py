@@ -40,26 +40,21 @@ _f32 = np.float32
 _i32 = np.int32
 
 
-@intrinsic
-def _float_bits(typingctx: Any, x: Any) -> Any:
-    """The int32 bit pattern of a float32 (a register reinterpretation, no conversion)."""
-    sig = types.int32(types.float32)
+def _bitcast(source: Any, target: Any) -> Any:
+    """An intrinsic that reinterprets a ``source`` register as ``target`` (no conversion)."""
 
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return builder.bitcast(args[0], context.get_value_type(types.int32))
+    @intrinsic
+    def bitcast(typingctx: Any, x: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            return builder.bitcast(args[0], context.get_value_type(target))
 
-    return sig, codegen
+        return target(source), codegen
+
+    return bitcast
 
 
-@intrinsic
-def _bits_float(typingctx: Any, x: Any) -> Any:
-    """The float32 whose bit pattern is the int32 ``x``."""
-    sig = types.float32(types.int32)
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return builder.bitcast(args[0], context.get_value_type(types.float32))
-
-    return sig, codegen
+_float_bits = _bitcast(types.float32, types.int32)  # the bit pattern of a float32
+_bits_float = _bitcast(types.int32, types.float32)  # the float32 with a bit pattern
 
 
 @intrinsic
@@ -249,41 +244,37 @@ def margin_rows(bits: np.ndarray, out: np.ndarray, start: int, stop: int) -> Non
 HEADER_SIZE = 8
 
 
-@cfunc(types.void(types.voidptr), cache=True)
-def xlogx_task(header_address: Any) -> None:
-    header = carray(header_address, HEADER_SIZE, np.int64)
+@numba.njit(inline="always")
+def _claim_chunks(header: np.ndarray, score_rows: Any, data: np.ndarray, out: np.ndarray) -> None:
+    """Score chunks of rows, taking chunk number ``header[0]++`` until none is left."""
     n_rows, chunk = header[1], header[4]
-    probs = carray(_address_pointer(header[5]), (n_rows, header[2]), np.float32)
-    out = carray(_address_pointer(header[6]), n_rows, np.float32)
     while True:
         start = _fetch_increment(header, 0) * chunk
         if start >= n_rows:
             break
-        xlogx_rows(probs, out, start, min(start + chunk, n_rows))
+        score_rows(data, out, start, min(start + chunk, n_rows))
+
+
+@cfunc(types.void(types.voidptr), cache=True)
+def xlogx_task(header_address: Any) -> None:
+    header = carray(header_address, HEADER_SIZE, np.int64)
+    probs = carray(_address_pointer(header[5]), (header[1], header[2]), np.float32)
+    out = carray(_address_pointer(header[6]), header[1], np.float32)
+    _claim_chunks(header, xlogx_rows, probs, out)
 
 
 @cfunc(types.void(types.voidptr), cache=True)
 def bald_task(header_address: Any) -> None:
     header = carray(header_address, HEADER_SIZE, np.int64)
-    n_rows, chunk = header[1], header[4]
-    shape = (n_rows, header[2], header[3])
+    shape = (header[1], header[2], header[3])
     mc_probs = carray(_address_pointer(header[5]), shape, np.float32)
-    out = carray(_address_pointer(header[6]), n_rows, np.float32)
-    while True:
-        start = _fetch_increment(header, 0) * chunk
-        if start >= n_rows:
-            break
-        bald_rows(mc_probs, out, start, min(start + chunk, n_rows))
+    out = carray(_address_pointer(header[6]), header[1], np.float32)
+    _claim_chunks(header, bald_rows, mc_probs, out)
 
 
 @cfunc(types.void(types.voidptr), cache=True)
 def margin_task(header_address: Any) -> None:
     header = carray(header_address, HEADER_SIZE, np.int64)
-    n_rows, chunk = header[1], header[4]
-    bits = carray(_address_pointer(header[5]), (n_rows, header[2]), np.int32)
-    out = carray(_address_pointer(header[6]), n_rows, np.float32)
-    while True:
-        start = _fetch_increment(header, 0) * chunk
-        if start >= n_rows:
-            break
-        margin_rows(bits, out, start, min(start + chunk, n_rows))
+    bits = carray(_address_pointer(header[5]), (header[1], header[2]), np.int32)
+    out = carray(_address_pointer(header[6]), header[1], np.float32)
+    _claim_chunks(header, margin_rows, bits, out)
