@@ -3,6 +3,7 @@ threading paths, and when they are used. Skipped when numba is not installed."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import warnings
@@ -145,8 +146,6 @@ def test_every_threading_path_gives_the_same_bits(monkeypatch: pytest.MonkeyPatc
 def test_openmp_runtime_of_torch_is_found_on_linux() -> None:
     if not sys.platform.startswith("linux"):
         pytest.skip("torch's Linux wheels ship libgomp; elsewhere the pool is the fallback")
-    import os
-
     lib = os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp.so.1")
     if not os.path.exists(lib):
         pytest.skip("this torch build has no bundled libgomp")
@@ -157,11 +156,32 @@ def test_after_fork_the_pool_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
     p = _dirichlet((50_000, 10), 0.5, seed=7)
     expected = entropy(p)
     monkeypatch.setattr(_fused, "_pool", None)
+    monkeypatch.setattr(_fused, "_lock", _fused._lock)
     monkeypatch.setattr(_fused, "_gomp_parallel", _fused._gomp_parallel)
     monkeypatch.setattr(_fused, "_gomp_searched", _fused._gomp_searched)
     _fused._reset_after_fork()
     assert _fused._openmp() is None
     assert torch.equal(entropy(p), expected)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_in_a_forked_worker_with_one_thread() -> None:
+    """A forked child (a DataLoader worker, say) after OpenMP work gets the same bits."""
+    code = (
+        "import os, torch\n"
+        "from aalearn.functional import entropy, margin, bald\n"
+        "p = torch.softmax(torch.randn(200_000, 10), -1)\n"
+        "mc = torch.softmax(torch.randn(20_000, 8, 10), -1)\n"
+        "expected = [entropy(p), margin(p), bald(mc)]\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    torch.set_num_threads(1)  # as torch's DataLoader workers do\n"
+        "    got = [entropy(p), margin(p), bald(mc)]\n"
+        "    os._exit(0 if all(map(torch.equal, got, expected)) else 1)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "assert os.waitstatus_to_exitcode(status) == 0, status\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 # ---------------------------------------------------------------------------- dispatch

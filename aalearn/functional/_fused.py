@@ -16,9 +16,11 @@ for a few milliseconds. Threads of our own would compete with them for the cores
 measured on 2 cores, a fused entropy right after a ``probs.sum(-1)`` took twice as
 long. So when torch's OpenMP runtime exports ``GOMP_parallel`` (the libgomp that Linux
 wheels of torch load, or LLVM's libomp, which implements it too), the kernels run as
-one parallel region of that runtime, on the very threads that spin. Otherwise, and in
-a process forked after such a region (GNU OpenMP is not fork-safe), they run on a
-small pool of Python threads.
+one parallel region of that runtime, on the very threads that spin. Otherwise they run
+on a small pool of Python threads. In a process forked after a parallel region, GNU
+OpenMP's threads are gone (even torch's own parallel ops hang there unless the child
+calls ``torch.set_num_threads(1)``, as DataLoader workers do): the kernels never use
+OpenMP in a forked child, and with one thread they run in the calling thread.
 """
 
 from __future__ import annotations
@@ -117,9 +119,11 @@ def _openmp() -> Optional[Any]:
 
 
 def _reset_after_fork() -> None:
-    # A forked child inherits the executor object but none of its threads, and an
-    # OpenMP runtime whose threads are gone: use a fresh Python pool there.
-    global _pool, _pool_workers, _gomp_parallel, _gomp_searched
+    # A forked child inherits the executor object but none of its threads, a lock that
+    # another thread may have held, and an OpenMP runtime whose threads are gone: use
+    # a fresh lock and a fresh Python pool there.
+    global _lock, _pool, _pool_workers, _gomp_parallel, _gomp_searched
+    _lock = threading.Lock()
     _pool, _pool_workers = None, 0
     _gomp_parallel, _gomp_searched = None, True
 
