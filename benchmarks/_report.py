@@ -42,13 +42,21 @@ def command() -> str:
 def interleaved_medians(
     contenders: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
 ) -> dict[str, float]:
-    """Median seconds of each contender, timed in turn within every repeat."""
+    """Median seconds of each contender, timed in turn within every repeat.
+
+    The order rotates from one repeat to the next (repeat ``r`` starts with contender
+    ``r mod n``), so that no contender always runs first or last: on these shared
+    machines speed drifts within seconds of sustained load.
+    """
     for fn in contenders.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {k: [] for k in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
+    names = list(contenders)
+    for r in range(repeats):
+        shift = r % len(names) if names else 0
+        for name in names[shift:] + names[:shift]:
+            fn = contenders[name]
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             start = time.perf_counter()
