@@ -164,6 +164,46 @@ def test_after_fork_the_pool_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
     assert torch.equal(entropy(p), expected)
 
 
+def test_concurrent_calls_from_several_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four Python threads scoring at once (OpenMP regions, then the pool) get serial bits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    inputs = [_dirichlet((60_000, 10 + 7 * i), 0.5, seed=20 + i) for i in range(4)]
+    expected = [(entropy(p), margin(p)) for p in inputs]
+
+    def score(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return entropy(p), margin(p)
+
+    for openmp in (True, False):
+        with monkeypatch.context() as m:
+            if not openmp:
+                m.setattr(_fused, "_openmp", lambda: None)
+            with ThreadPoolExecutor(4) as pool:
+                results = list(pool.map(score, inputs * 3))
+        for (got_h, got_m), (exp_h, exp_m) in zip(results, expected * 3):
+            assert torch.equal(got_h, exp_h) and torch.equal(got_m, exp_m)
+
+
+def test_sampler_selects_the_same_with_either_kernels(
+    digits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On real digits, UncertaintySampler picks the same items with numba or torch kernels."""
+    import aalearn
+
+    from .conftest import trained_model
+
+    pool = aalearn.ActivePool(digits)
+    pool.label(pool.random_unlabeled(100, random_state=2))
+    model = trained_model(digits, pool.labeled_indices, epochs=20)
+    for method, kwargs in (("entropy", {}), ("margin", {}), ("bald", {"mc_samples": 6})):
+        sampler = aalearn.UncertaintySampler(method, random_state=0, device="cpu", **kwargs)
+        fused = sampler.select(model, pool, 60)
+        with monkeypatch.context() as m:
+            m.setenv(_fused.DISABLE_ENV, "1")
+            plain = sampler.select(model, pool, 60)
+        assert np.array_equal(fused, plain), method
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_in_a_forked_worker_with_one_thread() -> None:
     """A forked child (a DataLoader worker, say) after OpenMP work gets the same bits."""
