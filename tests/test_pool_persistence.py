@@ -115,7 +115,7 @@ def test_load_state_dict_accepts_numpy_and_torch_integers():
             **state,
             "labeled_round": state["labeled_round"].astype(np.int32),
             "labels": state["labels"].astype(np.int16),
-        },  # fmt: skip
+        },
     ]
     for variant in variants:
         pool = fresh()
