@@ -281,14 +281,15 @@ class ActivePool:
                 f"Expected argument `{name}` to hold integer dataset indices, but got dtype "
                 f"{arr.dtype}."
             )
-        arr = arr.astype(np.int64, copy=False)
+        # Range first, in the input's own dtype: a uint64 above 2**63 would wrap to a
+        # negative int64 and be reported as such.
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi >= self._n:
             bad = lo if lo < 0 else hi
             raise ValueError(
                 f"Expected argument `{name}` to hold indices in [0, {self._n}), but got {bad}."
             )
-        return arr
+        return arr.astype(np.int64, copy=False)
 
     def label(self, indices: IndexLike, labels: Optional[IndexLike] = None) -> None:
         """Move ``indices`` from the unlabeled to the labeled pool.

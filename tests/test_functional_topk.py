@@ -194,7 +194,7 @@ def test_k_value_error(k: int) -> None:
 
 @pytest.mark.parametrize("k", [True, 2.0, "3", None])
 def test_k_type_error(k: object) -> None:
-    with pytest.raises(TypeError, match="Expected argument `k` to be an int, but got"):
+    with pytest.raises(TypeError, match="Expected argument `k` to be an integer, but got"):
         StreamingTopK(k)  # type: ignore[arg-type]
 
 

@@ -314,3 +314,14 @@ def test_tampered_states_load_only_when_consistent(key, index, value):
     assert rounds.min() >= -1 and rounds.max() < pool.round
     assert ((labels >= 0) == has).all() and not has[rounds < 0].any()
     assert (pool.labels() >= -1).all()
+
+
+def test_uint64_indices_are_reported_as_given():
+    pool = ActivePool(None, n_items=10)
+    big = np.array([3, 2**64 - 1], dtype=np.uint64)
+    with pytest.raises(ValueError, match=r"\[0, 10\), but got 18446744073709551615"):
+        pool.label(big)
+    with pytest.raises(ValueError, match=r"\[0, 10\), but got 18446744073709551615"):
+        pool.labels(big)
+    pool.label(np.array([3, 4], dtype=np.uint64))
+    assert pool.labeled_indices.tolist() == [3, 4]

@@ -29,7 +29,7 @@ class UncertaintySampler(BaseSampler):
     Parameters
     ----------
     method : {"entropy", "margin", "least_confidence", "bald"}
-        The score (higher = more informative): predictive entropy, ``1 - (p1 - p2)``,
+        The score (higher = more informative): predictive entropy, ``-(p1 - p2)``,
         ``1 - max p``, or BALD's mutual information from ``mc_samples`` MC-dropout
         passes (dropout layers on, batch norm in eval mode). BALD needs a model with
         dropout layers.
