@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from aalearn._finite import FiniteCheck
 from aalearn._validation import Device, check_int, resolve_device
 from aalearn.pool import PoolSubset
 
@@ -289,6 +290,7 @@ def stream(
         hook = layer.register_forward_pre_hook(_hook)
     non_blocking = dev.type == "cuda"
     start = 0
+    finite = FiniteCheck()  # non-finite outputs raise at the end of the pass (aalearn._finite)
     try:
         with preserve_mode(model), torch.inference_mode():
             model.eval()
@@ -323,8 +325,10 @@ def stream(
                     out.mc_probs = torch.stack(draws, dim=1)
                     if features:
                         hook = layer.register_forward_pre_hook(_hook)
+                finite.update(probs=out.probs, features=out.features, mc_probs=out.mc_probs)
                 consume(out)
                 start += n
+            finite.check(indices)
     finally:
         if hook is not None:
             hook.remove()

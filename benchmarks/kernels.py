@@ -10,8 +10,9 @@ median is reported, with its ratio to the floor measured side by side:
 (d) baal 2.x's heuristics, their ``compute_score`` called directly on the same data
     (NumPy arrays, baal's ``[N, C]`` / ``[N, C, K]`` layout made before timing).
 
-Target: every aalearn kernel within 3x of the floor on CPU at 1,000,000 x 10 and
-1,000,000 x 100 float32, and (200,000, 20, 10) for BALD.
+Shapes: 1,000,000 x 10 and 1,000,000 x 100 float32, and (200,000, 20, 10) for BALD.
+There is no speed target: a selection's inference pass costs about 115 s per million
+items on this machine, so even the slowest kernel is a few percent of a ``select``.
 
     python benchmarks/kernels.py                  # writes its section of docs/benchmarks.md
     python benchmarks/kernels.py --quick          # tiny smoke run, writes nothing
@@ -38,7 +39,6 @@ FULL_2D = ((1_000_000, 10), (1_000_000, 100))
 FULL_3D = (200_000, 20, 10)
 QUICK_2D = ((10_000, 10), (10_000, 100))
 QUICK_3D = (2_000, 20, 10)
-TARGET = 3.0
 
 
 def _baal() -> Tuple[Optional[Dict[str, Any]], str]:
@@ -117,16 +117,15 @@ def _bench_shape(
     med = {k: 1e3 * v for k, v in interleaved_medians(contenders, repeats).items()}
     floor = med["floor"]
     shape_text = " x ".join(f"{s:,}" for s in shape)
-    rows = [f"| {shape_text} | floor `sum(-1)` | {floor:.1f} ms (1.0x) | | | | |"]
+    rows = [f"| {shape_text} | floor `sum(-1)` | {floor:.1f} ms (1.0x) | | | |"]
     for name in ours:
         mine = med[f"aalearn {name}"]
         nv = _fmt(med[f"naive {name}"], floor) if f"naive {name}" in med else ""
         bl = med.get(f"baal {name}")
         bl_text = _fmt(bl, floor) if bl is not None else "skipped"
         speedup = f"{bl / mine:.1f}x" if bl is not None else ""
-        ok = "yes" if mine / floor <= TARGET else "**no**"
         rows.append(
-            f"| {shape_text} | {name} | {_fmt(mine, floor)} | {ok} | {nv} | {bl_text} | {speedup} |"
+            f"| {shape_text} | {name} | {_fmt(mine, floor)} | {nv} | {bl_text} | {speedup} |"
         )
     return rows, notes
 
@@ -169,10 +168,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         f"Machine: {machine()}; device {device}; 1-min load average {load:.1f} at start "
         "(the machine is shared: treat the ratios, measured side by side, as the result).",
         f"Command: `{command()}`. Median of {repeats} interleaved repeats; ratio to the "
-        f"floor in parentheses; target: within {TARGET:g}x of the floor. {baal_note}.",
+        f"floor in parentheses. {baal_note}.",
         "",
-        "| shape | kernel | aalearn | within 3x | naive torch | baal | aalearn vs baal |",
-        "|---|---|---|---|---|---|---|",
+        "| shape | kernel | aalearn | naive torch | baal | aalearn vs baal |",
+        "|---|---|---|---|---|---|",
         *rows,
         "",
         "What baal computes (`baal/active/heuristics/heuristics.py`, called on NumPy arrays): "

@@ -17,6 +17,8 @@ class RandomSampler(BaseSampler):
 
     Needs no model (``select(None, pool, budget)`` works) and runs no inference.
 
+    It reads no model output, so the non-finite policy does not apply to it.
+
     Parameters
     ----------
     random_state : int, numpy.random.Generator or None
