@@ -26,8 +26,8 @@ class UncertaintySampler(BaseSampler):
     (:class:`aalearn.functional.StreamingTopK`), so memory is ``O(budget)`` plus
     one batch, whatever the pool size. Ties break by the smaller dataset index.
 
-    Non-finite model outputs (NaN or inf probabilities, or MC-dropout samples for BALD) raise ``ValueError`` naming
-    the items (see ``docs/reliability.md``).
+    Non-finite model outputs (NaN or inf probabilities, or MC-dropout samples for
+    BALD) raise ``ValueError`` naming the items (see ``docs/reliability.md``).
 
     Parameters
     ----------
