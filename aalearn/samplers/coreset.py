@@ -27,7 +27,7 @@ class CoreSetSampler(BaseSampler):
     nothing labeled, the first pick is the item farthest from the mean feature.
     The selection is deterministic; ``random_state`` is not used.
 
-    Non-finite model outputs (NaN or inf probabilities or features) raise ``ValueError`` naming
+    Non-finite features (NaN or inf model outputs) raise ``ValueError`` naming
     the items (see ``docs/reliability.md``).
 
     Memory is the ``(n_labeled + n_unlabeled, D)`` feature matrix on ``device``
