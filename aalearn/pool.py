@@ -467,7 +467,7 @@ class ActivePool:
             # exception that could not clean up) is overwritten, never a second one.
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
             with os.fdopen(fd, "wb") as fh:
-                if mode is not None:
+                if mode is not None and hasattr(os, "fchmod"):  # POSIX
                     os.fchmod(fh.fileno(), mode)
                 arrays: dict[str, Any] = {k: np.asarray(v) for k, v in state.items()}
                 np.savez(fh, **arrays)
