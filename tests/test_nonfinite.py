@@ -167,11 +167,3 @@ def test_check_helpers():
     with pytest.raises(ValueError, match=re.escape("probs of 1 item(s), dataset indices [13]")):
         check.check(np.array([10, 11, 12, 13]))
     FiniteCheck().check(np.array([], dtype=np.int64))  # nothing recorded: no error
-
-
-def test_raw_vaal_refuses_non_finite_inputs(setup):
-    """VAAL on raw inputs reads no model output: NaN inputs surface as NaN selector scores."""
-    model, pool = setup
-    sampler = _make(aalearn.AdversarialSampler, representation="raw", epochs=0.2, vae_channels=4)
-    with pytest.raises(ValueError, match=r"in selector scores of \d+ item"):
-        sampler.select(model, pool, 5)
