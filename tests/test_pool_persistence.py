@@ -26,7 +26,8 @@ def make_state(n: int = 10) -> dict:
     pool = ActivePool(None, n_items=n)
     pool.label([1, 2], labels=[4, 0])
     pool.label([5])
-    return pool.state_dict()
+    # as NumPy arrays, whether state_dict() gives arrays or tensors
+    return {k: np.asarray(v) if np.ndim(v) else v for k, v in pool.state_dict().items()}
 
 
 def fresh(n: int = 10) -> ActivePool:
