@@ -377,7 +377,8 @@ def make_sampler(spec: str, settings: Settings, n_pool: int, seed: int) -> aalea
     kwargs: dict[str, Any]
     if name == "random":
         return aalearn.RandomSampler(random_state=seed, **overrides)
-    common: dict[str, Any] = {"device": "cpu", "random_state": seed, "batch_size": 500}
+    inference = {"device": "cpu", "batch_size": 500}
+    common: dict[str, Any] = {"inference": inference, "random_state": seed}
     if name in ("entropy", "margin"):
         return aalearn.UncertaintySampler(name, **{**common, **overrides})
     if name == "bald":
