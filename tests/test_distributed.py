@@ -47,17 +47,20 @@ BUDGET = {"entropy": 40, "coreset": 30, "aalu": 20, "adversarial": 20, "vaal": 2
 
 def _samplers() -> dict[str, Any]:
     out: dict[str, Any] = {
-        "entropy": aalearn.UncertaintySampler("entropy", batch_size=64, device="cpu")
+        "entropy": aalearn.UncertaintySampler(
+            "entropy", inference={"batch_size": 64, "device": "cpu"}
+        )
     }
     small = {"epochs": 2, "hidden": (32, 16), "latent_dim": 8, "selector_batch_size": 64,
-             "batch_size": 64, "device": "cpu", "random_state": 0}  # fmt: skip
-    out["coreset"] = CoreSetSampler(batch_size=64, device="cpu")
+             "inference": {"batch_size": 64, "device": "cpu"}, "random_state": 0}  # fmt: skip
+    out["coreset"] = CoreSetSampler(inference={"batch_size": 64, "device": "cpu"})
     out["aalu"] = AALUSampler(**small)
     # VAAL's feature-space form, and raw VAAL kept tiny
     out["adversarial"] = AdversarialSampler(representation="features", **small)
     out["vaal"] = AdversarialSampler(
         representation="raw", epochs=0.15, vae_channels=4, hidden=(16,), latent_dim=8,
-        selector_batch_size=64, batch_size=64, device="cpu", random_state=0,
+        selector_batch_size=64, inference={"batch_size": 64, "device": "cpu"},
+        random_state=0,
     )  # fmt: skip
     return out
 
@@ -66,7 +69,7 @@ class _AllFields(aalearn.BaseSampler):
     """Collects every field (losses from the oracle's labels) and keeps the outputs."""
 
     def __init__(self) -> None:
-        super().__init__(device="cpu", batch_size=64)
+        super().__init__(inference={"device": "cpu", "batch_size": 64})
 
     def _select(self, model: Any, pool: Any, budget: int, rng: Any) -> np.ndarray:
         idx = pool.labeled_indices
@@ -164,7 +167,7 @@ class _FailsAfterCollect(aalearn.BaseSampler):
     """Gathers the features, then raises on one rank: a failure between collectives."""
 
     def __init__(self) -> None:
-        super().__init__(device="cpu", batch_size=64)
+        super().__init__(inference={"device": "cpu", "batch_size": 64})
         self.fail = False  # not a parameter: the ranks agree on the configuration
 
     def _select(self, model: Any, pool: Any, budget: int, rng: Any) -> np.ndarray:
@@ -195,7 +198,7 @@ def _diverged(data: dict, rank: int) -> Any:
 def _failures(rank: int, data: dict, out: Path, group: Any) -> dict:
     model, pool = _setup(data)
     fail = rank == 1
-    uncertainty = aalearn.UncertaintySampler(batch_size=64, device="cpu")
+    uncertainty = aalearn.UncertaintySampler(inference={"batch_size": 64, "device": "cpu"})
     entropy = ShardedSampler(uncertainty, group=group, timeout=20)
     fails_after = _FailsAfterCollect()
     fails_after.fail = fail
@@ -211,7 +214,9 @@ def _failures(rank: int, data: dict, out: Path, group: Any) -> dict:
         "budget_differs": _outcome(lambda: entropy.select(model, pool, 10 + rank)),
         "config_differs": _outcome(
             lambda: ShardedSampler(
-                aalearn.UncertaintySampler("margin" if fail else "entropy", device="cpu"),
+                aalearn.UncertaintySampler(
+                    "margin" if fail else "entropy", inference={"device": "cpu"}
+                ),
                 group=group,
                 timeout=20,
             ).select(model, pool, 10)
@@ -253,7 +258,8 @@ class _Dies(torch.nn.Module):
 
 def _killed(rank: int, world: int, data: dict) -> dict:
     model, pool = _setup(data)
-    sampler = ShardedSampler(aalearn.UncertaintySampler(batch_size=64, device="cpu"), timeout=20)
+    uncertainty = aalearn.UncertaintySampler(inference={"batch_size": 64, "device": "cpu"})
+    sampler = ShardedSampler(uncertainty, timeout=20)
     return _outcome(lambda: sampler.select(_Dies(model, rank == 1), pool, 10))
 
 
@@ -388,10 +394,11 @@ def test_shard_indices_partitions_without_padding():
 
 def test_sharded_sampler_checks_its_arguments(tiny_model, digits):
     pool = aalearn.ActivePool(digits)
-    sampler = aalearn.UncertaintySampler("margin", device="cpu")
+    sampler = aalearn.UncertaintySampler("margin", inference={"device": "cpu"})
     assert isinstance(ShardedSampler(sampler), aalearn.Sampler)
     assert repr(ShardedSampler(sampler, timeout=5)) == (
-        "ShardedSampler(UncertaintySampler(method='margin', device='cpu'), timeout=5)"
+        "ShardedSampler(UncertaintySampler(method='margin', inference={'device': 'cpu'}), "
+        "timeout=5)"
     )
     if not dist.is_initialized():
         with pytest.raises(RuntimeError, match="call torch.distributed.init_process_group"):
