@@ -39,7 +39,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 #: Hard limit of one launch: start-up (imports) plus the work, on 2 cores.
-LAUNCH_TIMEOUT = 60.0
+LAUNCH_TIMEOUT = 150.0
 #: How long a rank waits for one that never calls ``select``.
 ABSENT_TIMEOUT = 1.5
 BUDGET = {"entropy": 40, "coreset": 30, "aalu": 20, "adversarial": 20, "vaal": 20}
