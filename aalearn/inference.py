@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from aalearn._validation import Device, check_int, resolve_device
+from aalearn.mc_dropout import dropout_modules
 from aalearn.pool import PoolSubset
 
 __all__ = [
@@ -138,13 +139,9 @@ def preserve_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = flag
 
 
-_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
-
-
 def _set_mc_dropout(model: nn.Module, on: bool) -> None:
-    for m in model.modules():
-        if isinstance(m, _DROPOUT):
-            m.train(on)
+    for m in dropout_modules(model):
+        m.train(on)
 
 
 def _logits_of(out: Any) -> torch.Tensor:

@@ -12,6 +12,7 @@ from aalearn import functional as AF
 from aalearn._validation import Device, RandomState, check_int, check_random_state
 from aalearn.distributed import current_shard
 from aalearn.inference import InferenceOutputs, inference_device, stream
+from aalearn.mc_dropout import dropout_modules
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler
 
@@ -115,7 +116,7 @@ class UncertaintySampler(BaseSampler):
         if pool.dataset is None:
             raise ValueError("This sampler needs the pool's dataset, but the pool has none.")
         bald = self.method == "bald"
-        if bald and not any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules()):
+        if bald and not dropout_modules(model):
             raise ValueError("method='bald' needs MC dropout, but the model has no dropout layer.")
         cuda_ids = []
         if dev.type == "cuda":
