@@ -35,7 +35,7 @@ _ALPHA = (nn.AlphaDropout, nn.FeatureAlphaDropout)
 _ALPHA_PRIME = -1.0507009873554804934193349852946 * 1.6732632423543772848170429916717
 
 
-def dropout_modules(model: nn.Module) -> list[nn.Module]:
+def dropout_modules(model: nn.Module) -> list[_DropoutNd]:
     """Every dropout layer of ``model``, in ``model.modules()`` order.
 
     A dropout layer is an instance of ``torch.nn.modules.dropout._DropoutNd``:
@@ -70,7 +70,7 @@ class ConsistentDropout:
         The patched dropout layers (:func:`dropout_modules`).
     """
 
-    def __init__(self, modules: list[nn.Module], num_samples: int, seed: int) -> None:
+    def __init__(self, modules: list[_DropoutNd], num_samples: int, seed: int) -> None:
         self.modules = modules
         self.num_samples = num_samples
         self.seed = seed
@@ -81,7 +81,7 @@ class ConsistentDropout:
         """Start the mask cycle of every layer again at ``k = 0``."""
         self._calls = [0] * len(self.modules)
 
-    def _mask(self, pos: int, k: int, module: nn.Module, x: Tensor) -> Tensor:
+    def _mask(self, pos: int, k: int, module: _DropoutNd, x: Tensor) -> Tensor:
         """Mask ``k`` of layer ``pos`` for one item shaped like ``x[0]`` (broadcast over dim 0)."""
         if isinstance(module, _CHANNEL_WISE):
             shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
@@ -98,7 +98,7 @@ class ConsistentDropout:
             self._masks[key] = mask
         return mask
 
-    def _forward_of(self, pos: int, module: nn.Module) -> Callable[[Tensor], Tensor]:
+    def _forward_of(self, pos: int, module: _DropoutNd) -> Callable[[Tensor], Tensor]:
         def forward(x: Tensor) -> Tensor:
             if not module.training or module.p == 0.0:
                 return x
@@ -181,12 +181,12 @@ def consistent_mc_dropout(
     seed = check_int(seed, "seed", minimum=0)
     modules = dropout_modules(model)
     state = ConsistentDropout(modules, num_samples, seed)
-    saved: list[tuple[nn.Module, bool, Any]] = [
+    saved: list[tuple[_DropoutNd, bool, Any]] = [
         (m, "forward" in m.__dict__, m.__dict__.get("forward")) for m in modules
     ]
     try:
         for pos, m in enumerate(modules):
-            m.forward = state._forward_of(pos, m)  # type: ignore[method-assign]
+            m.forward = state._forward_of(pos, m)
         yield state
     finally:
         for m, had, old in saved:

@@ -15,6 +15,7 @@ __all__ = ["batchbald"]
 
 #: Bytes of the ``(M, B, C)`` float64 block of candidate joints computed at once.
 _BLOCK_BYTES = 64 * 2**20
+_TINY = torch.finfo(torch.float64).tiny
 
 
 def _batchbald_tensor_validation(
@@ -22,8 +23,7 @@ def _batchbald_tensor_validation(
 ) -> tuple[int, int, Optional[int]]:
     if not isinstance(mc_probs, Tensor):
         raise TypeError(
-            f"Expected argument `mc_probs` to be a torch.Tensor, but got "
-            f"{type(mc_probs).__name__}."
+            f"Expected argument `mc_probs` to be a torch.Tensor, but got {type(mc_probs).__name__}."
         )
     if mc_probs.ndim != 3 or not mc_probs.is_floating_point() or 0 in mc_probs.shape[1:]:
         raise ValueError(
@@ -42,8 +42,7 @@ def _batchbald_tensor_validation(
     limit = mc_probs.shape[0] if max_candidates is None else min(max_candidates, len(mc_probs))
     if k > limit:
         raise ValueError(
-            f"Expected argument `k` to be at most the number of candidates ({limit}), but got "
-            f"{k}."
+            f"Expected argument `k` to be at most the number of candidates ({limit}), but got {k}."
         )
     return k, num_samples, max_candidates
 
@@ -87,7 +86,9 @@ class _Joint:
         rows = p.index_select(0, self.origin)  # (M, C): p(. | w of each configuration)
         cdf = torch.cumsum(rows, dim=1)
         gen_device = generator.device if generator is not None else p.device
-        u = torch.rand(rows.shape[0], 1, generator=generator, dtype=torch.float64, device=gen_device)
+        u = torch.rand(
+            rows.shape[0], 1, generator=generator, dtype=torch.float64, device=gen_device
+        )
         labels = torch.searchsorted(cdf, u.to(p.device) * cdf[:, -1:], right=True)
         labels = labels.clamp_(max=p.shape[1] - 1).squeeze(1)
         self.P = self.P * p[:, labels]  # (K, M)
@@ -112,7 +113,8 @@ class _Joint:
             part = probs[start : start + block]
             b = part.shape[0]
             q = Pt @ part.permute(1, 0, 2).reshape(K, b * C)  # (M, b * C)
-            t = torch.special.xlogy(q, q).view(M, b, C).sum(dim=2)  # (M, b)
+            # q log q (q = 0 gives 0); a third faster than torch.special.xlogy on CPU
+            t = q.clamp(min=_TINY).log_().mul_(q).view(M, b, C).sum(dim=2)  # (M, b)
             out[start : start + b] = offset - weight @ t
         return out
 

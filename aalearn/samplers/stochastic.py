@@ -34,9 +34,7 @@ def _log_weights(scores: np.ndarray, mode: str, beta: float) -> np.ndarray:
     if mode == "softmax":
         return beta * s
     # softrank: rank 1 is the best item under the one ranking order (ties by position).
-    _, order = topk_indices(
-        torch.from_numpy(s), torch.arange(s.size), s.size, validate_args=False
-    )
+    _, order = topk_indices(torch.from_numpy(s), torch.arange(s.size), s.size, validate_args=False)
     ranks = np.empty(s.size, dtype=np.float64)
     ranks[order.numpy()] = np.arange(1, s.size + 1)
     return np.asarray(-beta * np.log(ranks))
@@ -90,11 +88,10 @@ class StochasticBatchSampler(BaseSampler):
     <torch._C.Generator object at ...>
     >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
     >>> pool = ActivePool(TensorDataset(torch.randn(50, 4), torch.arange(50) % 3))
-    >>> power_bald = StochasticBatchSampler(
-    ...     UncertaintySampler("bald", device="cpu", random_state=0), random_state=0
-    ... )
+    >>> bald = UncertaintySampler("bald", device="cpu")
+    >>> power_bald = StochasticBatchSampler(bald, mode="power", random_state=0)
     >>> power_bald
-    StochasticBatchSampler(sampler=UncertaintySampler(method='bald', device='cpu', random_state=0), random_state=0)
+    StochasticBatchSampler(sampler=UncertaintySampler(method='bald', device='cpu'), random_state=0)
     >>> picked = power_bald.select(model, pool, budget=5)
     >>> len(set(picked.tolist())), bool((picked == power_bald.select(model, pool, 5)).all())
     (5, True)
@@ -130,8 +127,7 @@ class StochasticBatchSampler(BaseSampler):
             )
         if self.mode not in self.modes:
             raise ValueError(
-                f"Expected argument `mode` to be one of {list(self.modes)}, but got "
-                f"{self.mode!r}."
+                f"Expected argument `mode` to be one of {list(self.modes)}, but got {self.mode!r}."
             )
         check_number(self.beta, "beta", minimum=0.0)
         check_random_state(self.random_state)
