@@ -1,9 +1,9 @@
-"""``benchmarks/label_efficiency.py`` runs end to end in its smoke mode, and its helpers hold."""
+"""``python -m benchmarks.label_efficiency`` runs end to end in its smoke mode; its helpers hold."""
 
 from __future__ import annotations
 
 import csv
-import importlib.util
+import importlib
 import os
 import subprocess
 import sys
@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "benchmarks" / "label_efficiency.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 METHODS = ["random", "entropy", "coreset", "aalu", "vaal"]
 COLUMNS = [
@@ -38,7 +37,7 @@ pytest.importorskip("sklearn")
 def run(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
+        [sys.executable, "-m", "benchmarks.label_efficiency", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -48,12 +47,9 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 def load() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("label_efficiency", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("label_efficiency", module)
-    spec.loader.exec_module(module)
-    return module
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("benchmarks.label_efficiency")
 
 
 def test_smoke_run_writes_csv_and_png_outside_docs(tmp_path: Path) -> None:
@@ -128,6 +124,21 @@ def test_method_specs() -> None:
         {"hidden": (64, 32), "standardize": False},
     )
     with pytest.raises(ValueError, match="Unknown method"):
-        le.parse_spec("least_confidence")
+        le.parse_spec("query_by_committee")
     with pytest.raises(ValueError, match="key=value"):
         le.parse_spec("aalu[8]")
+
+
+def test_methods_come_from_the_library() -> None:
+    import aalearn
+
+    le = load()
+    methods = importlib.import_module("benchmarks.label_efficiency.methods")
+    assert set(aalearn.samplers.AALU_VARIANTS) <= set(methods.KNOWN)
+    assert set(aalearn.UncertaintySampler.methods) <= set(methods.KNOWN)
+    sampler = le.make_sampler("lossLearn[latent_dim=8]", le.Settings(), 1437, 3)
+    assert isinstance(sampler, aalearn.AALUSampler)
+    assert (sampler.variant, sampler.latent_dim, sampler.random_state) == ("lossLearn", 8, 3)
+    assert isinstance(
+        le.make_sampler("least_confidence", le.Settings(), 1437, 0), aalearn.UncertaintySampler
+    )

