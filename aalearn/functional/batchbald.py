@@ -15,7 +15,6 @@ __all__ = ["batchbald"]
 
 #: Bytes of the ``(M, B, C)`` float64 block of candidate joints computed at once.
 _BLOCK_BYTES = 64 * 2**20
-_TINY = torch.finfo(torch.float64).tiny
 
 
 def _batchbald_tensor_validation(
@@ -107,15 +106,19 @@ class _Joint:
             weight = torch.ones(M, dtype=torch.float64, device=probs.device)
             offset = torch.zeros((), dtype=torch.float64, device=probs.device)
         out = torch.empty(B, dtype=torch.float64, device=probs.device)
+        # Sampled, the estimate's own error (~ M ** -0.5) dwarfs float32 rounding, and
+        # float32 logs are 2.3x faster on CPU; exact joints stay in float64.
+        dtype = torch.float32 if self.sampled else torch.float64
+        tiny = torch.finfo(dtype).tiny
         block = max(1, _BLOCK_BYTES // (8 * M * C))
-        Pt = self.P.T / K
+        Pt = (self.P.T / K).to(dtype)
         for start in range(0, B, block):
-            part = probs[start : start + block]
+            part = probs[start : start + block].to(dtype)
             b = part.shape[0]
             q = Pt @ part.permute(1, 0, 2).reshape(K, b * C)  # (M, b * C)
             # q log q (q = 0 gives 0); a third faster than torch.special.xlogy on CPU
-            t = q.clamp(min=_TINY).log_().mul_(q).view(M, b, C).sum(dim=2)  # (M, b)
-            out[start : start + b] = offset - weight @ t
+            t = q.clamp(min=tiny).log_().mul_(q).view(M, b, C).sum(dim=2)  # (M, b)
+            out[start : start + b] = offset - weight @ t.double()
         return out
 
 
@@ -144,7 +147,9 @@ def batchbald(
     ``num_samples // K`` configurations drawn per ``\omega_k`` from ``generator``
     (the importance-weighted estimator of the paper's appendix), as
     ``batchbald_redux`` does. The joint is kept in float64, with each sampled
-    configuration rescaled so products of many probabilities do not underflow.
+    configuration rescaled so products of many probabilities do not underflow; the
+    exact joint entropies are computed in float64, the sampled ones in float32 (their
+    sampling error, about ``num_samples ** -0.5``, dwarfs float32 rounding).
     Memory: the ``(K, M)`` configurations plus blocks of ``(M, B, C)`` float64
     numbers of at most 64 MiB; compute ``O(k N M K C)`` for ``M`` configurations.
 
