@@ -134,7 +134,11 @@ def badge(
         h = features.detach().to(dtype)
         q = -probs.detach().to(dtype)
         q.scatter_add_(1, probs.argmax(dim=1, keepdim=True), torch.ones_like(q[:, :1]))
-        sq = q.square().sum(1) * h.square().sum(1)  # ||g_i||^2
+        # ||g_i||^2 = ||q_i||^2 ||h_i||^2; vector_norm makes no (N, D) temporary
+        sq = (
+            torch.linalg.vector_norm(q, dim=1).square_()
+            * torch.linalg.vector_norm(h, dim=1).square_()
+        )
         chosen = torch.zeros(h.shape[0], dtype=torch.bool, device=device)
         pick = sq.argmax().view(1)
         min_d2 = torch.full_like(sq, float("inf"))
