@@ -7,7 +7,7 @@ items to label next and keeps track of the labeled and unlabeled pools.
 """
 
 from aalearn import functional
-from aalearn.inference import InferenceOutputs, collect, stream
+from aalearn.inference import InferenceConfig, InferenceOutputs, collect, stream
 from aalearn.pool import ActivePool, PoolSubset
 from aalearn.samplers import (
     AALUSampler,
@@ -32,6 +32,7 @@ __all__ = [
     "BaseSampler",
     "BatchBALDSampler",
     "CoreSetSampler",
+    "InferenceConfig",
     "InferenceOutputs",
     "PoolSubset",
     "RandomSampler",

@@ -40,12 +40,12 @@ def make_sampler(name: str, seed: int, selector_epochs: float) -> aalearn.Sample
     if name == "random":
         return aalearn.RandomSampler(random_state=seed)
     if name in UNCERTAINTY:
-        return aalearn.UncertaintySampler(name, device="cpu", random_state=seed)
+        return aalearn.UncertaintySampler(name, inference={"device": "cpu"}, random_state=seed)
     if name == "coreset":
-        return aalearn.CoreSetSampler(device="cpu")
+        return aalearn.CoreSetSampler(inference={"device": "cpu"})
     if name in AALU_VARIANTS:
         return aalearn.AALUSampler(
-            variant=name, epochs=selector_epochs, device="cpu", random_state=seed
+            variant=name, epochs=selector_epochs, inference={"device": "cpu"}, random_state=seed
         )
     if name == "vaal":
         # vae_channels=16: VAAL's convolutional VAE at 1/8 of its reference width (128),
@@ -54,7 +54,7 @@ def make_sampler(name: str, seed: int, selector_epochs: float) -> aalearn.Sample
             representation="raw",
             vae_channels=16,
             epochs=selector_epochs,
-            device="cpu",
+            inference={"device": "cpu"},
             random_state=seed,
         )
     raise ValueError(f"Unknown sampler {name!r}; expected one of {list(NAMES)}.")

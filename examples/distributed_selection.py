@@ -70,14 +70,16 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def make_sampler(name: str, device: str, seed: int, fast: bool) -> aalearn.Sampler:
     if name == "entropy":
-        return aalearn.UncertaintySampler("entropy", batch_size=128, device=device)
+        return aalearn.UncertaintySampler(
+            "entropy", inference={"batch_size": 128, "device": device}
+        )
     if name == "coreset":
         from aalearn.samplers.coreset import CoreSetSampler
 
-        return CoreSetSampler(batch_size=128, device=device)
+        return CoreSetSampler(inference={"batch_size": 128, "device": device})
     from aalearn.samplers.aalu import AALUSampler
 
-    return AALUSampler(epochs=2 if fast else 20, device=device, random_state=seed)
+    return AALUSampler(epochs=2 if fast else 20, inference={"device": device}, random_state=seed)
 
 
 def init_distributed() -> tuple[int, int, torch.device]:

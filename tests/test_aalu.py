@@ -113,9 +113,9 @@ def test_variant_table_matches_the_paper():
 @pytest.mark.parametrize("variant", list(AALU_VARIANTS))
 def test_every_table1_variant_selects_by_name(small, variant):
     pool, model, _ = small
-    picked = AALUSampler(variant=variant, epochs=2, device="cpu", random_state=0, **FAST).select(
-        model, pool, 7
-    )
+    picked = AALUSampler(
+        variant=variant, epochs=2, inference={"device": "cpu"}, random_state=0, **FAST
+    ).select(model, pool, 7)
     assert picked.dtype == np.int64 and picked.shape == (7,)
     assert np.unique(picked).size == 7 and not pool.labeled_mask[picked].any()
 
@@ -124,7 +124,9 @@ def test_every_table1_variant_selects_by_name(small, variant):
 @pytest.mark.parametrize("variant", ["advVAE", "aalu"])
 def test_picks_the_novel_cluster(variant, device):
     pool, model, y = novel_cluster_pool(seed=0)
-    sampler = AALUSampler(variant=variant, epochs=80, device=device, random_state=0, **FAST)
+    sampler = AALUSampler(
+        variant=variant, epochs=80, inference={"device": device}, random_state=0, **FAST
+    )
     picked = sampler.select(model.to(device), pool, 30)
     assert (y[picked] == 3).mean() > 0.7
 
@@ -133,7 +135,9 @@ def test_picks_the_novel_cluster(variant, device):
 def test_loss_learning_alone_ranks_by_task_loss(device):
     pool, model = loss_pool(seed=0)
     model = model.to(device)
-    sampler = AALUSampler(variant="lossLearn", epochs=30, device=device, random_state=0, **FAST)
+    sampler = AALUSampler(
+        variant="lossLearn", epochs=30, inference={"device": device}, random_state=0, **FAST
+    )
     # Every unlabeled item (never seen by A), best first.
     order = sampler.select(model, pool, pool.n_unlabeled)
     losses = collect(model, pool.dataset, order, probs=False, losses=True, device=device).losses
@@ -162,7 +166,7 @@ def test_contract(small, device):
     rng_state = torch.random.get_rng_state()
 
     def make(seed):
-        return AALUSampler(epochs=3, device=device, random_state=seed, **FAST)
+        return AALUSampler(epochs=3, inference={"device": device}, random_state=seed, **FAST)
 
     picked = make(5).select(model, pool, 20)
     assert picked.dtype == np.int64 and picked.shape == (20,)
@@ -191,7 +195,9 @@ def _collect_keeps_rng() -> bool:
 
 def test_generator_random_state_advances(small):
     pool, model, _ = small
-    sampler = AALUSampler(epochs=1, device="cpu", random_state=np.random.default_rng(0), **FAST)
+    sampler = AALUSampler(
+        epochs=1, inference={"device": "cpu"}, random_state=np.random.default_rng(0), **FAST
+    )
     first, second = sampler.select(model, pool, 10), sampler.select(model, pool, 10)
     assert not np.array_equal(first, second)
 
@@ -202,7 +208,7 @@ def test_progress_reports_each_epoch(small):
     AALUSampler(
         epochs=2.5,  # 120 items / 32 per batch: iterations 3, 4 and 2 (9 = 120 * 2.5 // 32)
         selector_batch_size=32,
-        device="cpu",
+        inference={"device": "cpu"},
         random_state=0,
         progress=lambda e, d: seen.append((e, d)),
         **FAST,
@@ -216,7 +222,7 @@ def test_progress_reports_each_epoch(small):
     AALUSampler(
         variant="lossLearn",
         epochs=1,
-        device="cpu",
+        inference={"device": "cpu"},
         random_state=0,
         progress=lambda e, d: seen.append((e, d)),
     ).select(model, pool, 3)
@@ -225,13 +231,19 @@ def test_progress_reports_each_epoch(small):
 
 def test_options(small):
     pool, model, _ = small
-    for kwargs in ({"standardize": False}, {"feature_layer": "1"}, {"latent_dim": 4}):
-        picked = AALUSampler(epochs=1, device="cpu", random_state=0, **kwargs).select(
-            model, pool, 4
-        )
+    for kwargs in (
+        {"standardize": False},
+        {"inference": {"device": "cpu", "feature_layer": "1"}},
+        {"latent_dim": 4},
+    ):
+        picked = AALUSampler(
+            epochs=1, **{"inference": {"device": "cpu"}, "random_state": 0, **kwargs}
+        ).select(model, pool, 4)
         assert picked.shape == (4,)
     with pytest.raises(ValueError, match="Expected argument `feature_layer` to name a module"):
-        AALUSampler(epochs=1, feature_layer="nope", device="cpu").select(model, pool, 4)
+        AALUSampler(epochs=1, inference={"feature_layer": "nope", "device": "cpu"}).select(
+            model, pool, 4
+        )
 
 
 # -------------------------------------------------------------------- machinery
@@ -314,10 +326,10 @@ def test_needs_labeled_items():
     pool = ActivePool(TensorDataset(x, y))
     model = nn.Sequential(nn.Identity(), nn.Linear(4, 2))
     with pytest.raises(ValueError, match="needs at least 1 labeled item"):
-        AALUSampler(variant="advVAE", device="cpu").select(model, pool, 2)
+        AALUSampler(variant="advVAE", inference={"device": "cpu"}).select(model, pool, 2)
     pool.label([0])
     with pytest.raises(ValueError, match="needs at least 2 labeled item"):
-        AALUSampler(device="cpu").select(model, pool, 2)
+        AALUSampler(inference={"device": "cpu"}).select(model, pool, 2)
 
 
 @pytest.mark.parametrize(
@@ -343,14 +355,22 @@ def test_needs_labeled_items():
         ({"hidden": ()}, ValueError, "Expected argument `hidden` to hold at least one"),
         ({"hidden": (8, 0)}, ValueError, "Expected argument `hidden` to be >= 1"),
         ({"standardize": "yes"}, TypeError, "Expected argument `standardize` to be a bool"),
-        ({"feature_layer": 3}, TypeError, "Expected argument `feature_layer` to be a module"),
+        (
+            {"inference": {"device": "cpu", "feature_layer": 3}},
+            TypeError,
+            "Expected argument `feature_layer` to be a str or None",
+        ),
         ({"progress": 1}, TypeError, "Expected argument `progress` to be callable"),
-        ({"batch_size": 0}, ValueError, "Expected argument `batch_size` to be >= 1"),
+        (
+            {"inference": {"device": "cpu", "batch_size": 0}},
+            ValueError,
+            "Expected argument `batch_size` to be >= 1",
+        ),
     ],
 )
 def test_bad_arguments(small, kwargs, exc, match):
     pool, model, _ = small
-    sampler = AALUSampler(device="cpu", **kwargs)
+    sampler = AALUSampler(**{"inference": {"device": "cpu"}, **kwargs})
     with pytest.raises(exc, match=match):
         sampler.select(model, pool, 3)
 
@@ -373,7 +393,11 @@ def test_cuda_graph_training_matches_eager(monkeypatch):
     def run():
         seen: list[dict[str, float]] = []
         sampler = AALUSampler(
-            epochs=80, device="cuda", random_state=0, progress=lambda e, d: seen.append(d), **FAST
+            epochs=80,
+            inference={"device": "cuda"},
+            random_state=0,
+            progress=lambda e, d: seen.append(d),
+            **FAST,
         )
         return sampler.select(model, pool, 30), seen
 

@@ -103,7 +103,9 @@ def repeated(digits):
 
 def test_sampler_picks_no_two_copies(repeated):
     model, pool = repeated
-    picked = aalearn.BADGESampler(device="cpu", random_state=0).select(model, pool, 30)
+    picked = aalearn.BADGESampler(inference={"device": "cpu"}, random_state=0).select(
+        model, pool, 30
+    )
     assert len(set((picked % 60).tolist())) >= 29
-    top = aalearn.UncertaintySampler("entropy", device="cpu").select(model, pool, 30)
+    top = aalearn.UncertaintySampler("entropy", inference={"device": "cpu"}).select(model, pool, 30)
     assert len(set((top % 60).tolist())) <= 6  # top-k takes whole groups of copies

@@ -146,11 +146,13 @@ def test_sampler_picks_no_two_copies(repeated, digits):
     _, pool = repeated
     model = _sharp_model(digits)
     sampler = aalearn.BatchBALDSampler(
-        mc_samples=40, num_samples=1000, device="cpu", random_state=0
+        mc_samples=40, num_samples=1000, inference={"device": "cpu"}, random_state=0
     )
     picked = sampler.select(model, pool, 10)
     assert len(set((picked % 60).tolist())) >= 9
-    top = aalearn.UncertaintySampler("bald", mc_samples=40, device="cpu", random_state=0)
+    top = aalearn.UncertaintySampler(
+        "bald", mc_samples=40, inference={"device": "cpu"}, random_state=0
+    )
     assert len(set((top.select(model, pool, 10) % 60).tolist())) <= 6
 
 
@@ -158,4 +160,4 @@ def test_sampler_needs_dropout(repeated):
     _, pool = repeated
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     with pytest.raises(ValueError, match="needs MC dropout, but the model has no dropout layer"):
-        aalearn.BatchBALDSampler(device="cpu").select(model, pool, 3)
+        aalearn.BatchBALDSampler(inference={"device": "cpu"}).select(model, pool, 3)

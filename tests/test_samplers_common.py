@@ -23,24 +23,32 @@ from .conftest import DEVICES, trained_model
 #: One or more configurations per sampler class, built from ``(seed, device)``.
 FACTORIES: dict[str, Callable[[int, str], aalearn.Sampler]] = {
     "random": lambda s, d: aalearn.RandomSampler(random_state=s),
-    "entropy": lambda s, d: aalearn.UncertaintySampler("entropy", device=d, random_state=s),
-    "margin": lambda s, d: aalearn.UncertaintySampler("margin", device=d, random_state=s),
-    "least_confidence": lambda s, d: aalearn.UncertaintySampler(
-        "least_confidence", device=d, random_state=s
+    "entropy": lambda s, d: aalearn.UncertaintySampler(
+        "entropy", inference={"device": d}, random_state=s
     ),
-    "bald": lambda s, d: aalearn.UncertaintySampler("bald", mc_samples=4, device=d, random_state=s),
-    "coreset": lambda s, d: aalearn.CoreSetSampler(device=d, random_state=s),
-    "badge": lambda s, d: aalearn.BADGESampler(device=d, random_state=s),
+    "margin": lambda s, d: aalearn.UncertaintySampler(
+        "margin", inference={"device": d}, random_state=s
+    ),
+    "least_confidence": lambda s, d: aalearn.UncertaintySampler(
+        "least_confidence", inference={"device": d}, random_state=s
+    ),
+    "bald": lambda s, d: aalearn.UncertaintySampler(
+        "bald", mc_samples=4, inference={"device": d}, random_state=s
+    ),
+    "coreset": lambda s, d: aalearn.CoreSetSampler(inference={"device": d}, random_state=s),
+    "badge": lambda s, d: aalearn.BADGESampler(inference={"device": d}, random_state=s),
     "batchbald": lambda s, d: aalearn.BatchBALDSampler(
-        mc_samples=4, num_samples=100, device=d, random_state=s
+        mc_samples=4, num_samples=100, inference={"device": d}, random_state=s
     ),
     "batchbald[max_candidates]": lambda s, d: aalearn.BatchBALDSampler(
-        mc_samples=4, num_samples=100, max_candidates=30, device=d, random_state=s
+        mc_samples=4, num_samples=100, max_candidates=30, inference={"device": d}, random_state=s
     ),
     **{
         f"stochastic[{mode}-{method}]": (
             lambda s, d, m=mode, u=method: aalearn.StochasticBatchSampler(
-                aalearn.UncertaintySampler(u, mc_samples=4, device=d, random_state=s),
+                aalearn.UncertaintySampler(
+                    u, mc_samples=4, inference={"device": d}, random_state=s
+                ),
                 mode=m,
                 random_state=s,
             )
@@ -50,16 +58,16 @@ FACTORIES: dict[str, Callable[[int, str], aalearn.Sampler]] = {
     **{
         f"aalu[{variant}]": (
             lambda s, d, v=variant: aalearn.AALUSampler(
-                variant=v, epochs=2, random_state=s, device=d
+                variant=v, epochs=2, random_state=s, inference={"device": d}
             )
         )
         for variant in AALU_VARIANTS
     },
     "adversarial[features]": lambda s, d: aalearn.AdversarialSampler(
-        representation="features", epochs=2, random_state=s, device=d
+        representation="features", epochs=2, random_state=s, inference={"device": d}
     ),
     "adversarial[raw]": lambda s, d: aalearn.AdversarialSampler(
-        representation="raw", epochs=0.2, vae_channels=8, random_state=s, device=d
+        representation="raw", epochs=0.2, vae_channels=8, random_state=s, inference={"device": d}
     ),
 }
 #: Samplers whose picks are a ranking: a smaller budget gives a prefix.

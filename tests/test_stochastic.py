@@ -113,7 +113,9 @@ def repeated(digits):
 @pytest.mark.parametrize("method", ["entropy", "bald"])
 def test_power_sampling_picks_fewer_copies_than_topk(repeated, method):
     model, pool = repeated
-    scorer = aalearn.UncertaintySampler(method, mc_samples=10, device="cpu", random_state=0)
+    scorer = aalearn.UncertaintySampler(
+        method, mc_samples=10, inference={"device": "cpu"}, random_state=0
+    )
 
     def copies(picked):
         return len(picked) - len(set((picked % 60).tolist()))

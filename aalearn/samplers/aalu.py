@@ -12,20 +12,19 @@ lives in :mod:`aalearn.samplers._selector`, shared with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Callable, Optional, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional, Union
 
 import numpy as np
-import torch
 
-from aalearn._validation import Device, RandomState, check_int, check_number
+from aalearn._validation import RandomState, check_int, check_number
+from aalearn.inference import InferenceConfig
 from aalearn.networks import DEFAULT_HIDDEN, DEFAULT_LATENT_DIM
 from aalearn.pool import ActivePool
 
 from ._selector import (
     ProgressFn,
     _check_bool,
-    _check_feature_layer,
     _check_hidden,
     _check_progress,
     _FeatureSelectorConfig,
@@ -130,13 +129,15 @@ class AALUSampler(BaseSampler):
         ``(512, 256)`` gives the paper's 3-layer MLPs (the widths are aalearn's choice).
     standardize : bool
         Standardise the features before training.
-    feature_layer : str or "auto"
-        The module whose input is ``f``; ``"auto"`` is the model's last ``nn.Linear``.
     progress : callable or None
         ``progress(epoch, losses)`` after each epoch, ``losses`` the mean of each loss
         term over the epoch. ``None`` (default): silent, and no host synchronisation.
-    batch_size, device, num_workers, random_state, input_fn, target_fn, autocast
-        See :class:`~aalearn.samplers.base.BaseSampler`.
+    inference : aalearn.InferenceConfig, mapping or None
+        The inference pass (see :class:`~aalearn.InferenceConfig`): ``feature_layer``
+        names the module whose input is ``f`` (``"auto"``: the last ``nn.Linear``
+        called); ``target_fn`` gives the task losses of labeled items without oracle labels.
+    random_state : int, numpy.random.Generator or None
+        Seeds the selector networks and their batches.
 
     Examples
     --------
@@ -149,7 +150,8 @@ class AALUSampler(BaseSampler):
     >>> pool = ActivePool(data)
     >>> pool.label(pool.random_unlabeled(40, random_state=0))
     >>> model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
-    >>> sampler = AALUSampler(epochs=2, hidden=(32, 16), device="cpu", random_state=0)
+    >>> sampler = AALUSampler(epochs=2, hidden=(32, 16), inference={"device": "cpu"},
+    ...                       random_state=0)
     >>> picked = sampler.select(model, pool, 10)
     >>> picked.shape, bool(pool.labeled_mask[picked].any())
     ((10,), False)
@@ -173,25 +175,11 @@ class AALUSampler(BaseSampler):
         latent_dim: int = DEFAULT_LATENT_DIM,
         hidden: Sequence[int] = DEFAULT_HIDDEN,
         standardize: bool = True,
-        feature_layer: Optional[str] = "auto",
         progress: Optional[ProgressFn] = None,
-        batch_size: int = 256,
-        device: Device = None,
-        num_workers: int = 0,
+        inference: Union[InferenceConfig, Mapping[str, Any], None] = None,
         random_state: RandomState = None,
-        input_fn: Optional[Callable[[Any], torch.Tensor]] = None,
-        target_fn: Optional[Callable[[Any], torch.Tensor]] = None,
-        autocast: bool = False,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            device=device,
-            num_workers=num_workers,
-            random_state=random_state,
-            input_fn=input_fn,
-            target_fn=target_fn,
-            autocast=autocast,
-        )
+        super().__init__(inference=inference, random_state=random_state)
         self.variant = variant
         self.use_adversarial = use_adversarial
         self.use_predictions = use_predictions
@@ -205,7 +193,6 @@ class AALUSampler(BaseSampler):
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.standardize = standardize
-        self.feature_layer = feature_layer
         self.progress = progress
 
     @property
@@ -238,7 +225,6 @@ class AALUSampler(BaseSampler):
         switches = self.switches
         _check_bool(self.standardize, "standardize")
         _check_progress(self.progress)
-        _check_feature_layer(self.feature_layer)
         return _FeatureSelectorConfig(
             **switches,
             adversarial_weight=check_number(self.beta, "beta", minimum=0),
@@ -262,5 +248,5 @@ class AALUSampler(BaseSampler):
         self, model: Any, pool: ActivePool, budget: int, rng: np.random.Generator
     ) -> np.ndarray:
         return _select_by_features(
-            self, self._config(), self.feature_layer, model, pool, budget, rng
+            self, self._config(), self.inference_.feature_layer, model, pool, budget, rng
         )

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Mapping
+from typing import Any, Union
 
 import numpy as np
-import torch
 from torch import nn
 
-from aalearn._validation import Device, RandomState, torch_generator
+from aalearn._validation import RandomState, torch_generator
 from aalearn.functional.badge import badge
+from aalearn.inference import InferenceConfig
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler
 
@@ -20,7 +21,7 @@ class BADGESampler(BaseSampler):
     """Pick a batch that is both uncertain and diverse: k-means++ on gradient embeddings.
 
     Ash et al. (ICLR 2020). One inference pass over the unlabeled pool collects the
-    class probabilities and the features (the input of ``feature_layer``) together;
+    class probabilities and the features (``inference.feature_layer``) together;
     :func:`aalearn.functional.badge` then runs k-means++ seeding on the gradient
     embeddings ``(onehot(argmax p) - p) x h`` with factorised distances, so the
     ``(N, C * D)`` embedding is never built: memory is ``O(N (C + D))`` on the
@@ -31,11 +32,12 @@ class BADGESampler(BaseSampler):
 
     Parameters
     ----------
-    feature_layer : str or "auto"
-        Module whose *input* is the feature vector; ``"auto"`` is the last
-        :class:`torch.nn.Linear` (the classifier, whose weights the gradient is of).
-    batch_size, device, num_workers, random_state, input_fn, autocast
-        See :class:`~aalearn.samplers.base.BaseSampler`.
+    inference : aalearn.InferenceConfig, mapping or None
+        The inference pass (see :class:`~aalearn.InferenceConfig`). The features
+        must be the input of the classifier layer, the layer whose weights the
+        gradient embedding is of: the default (the input of the last ``nn.Linear``).
+    random_state : int, numpy.random.Generator or None
+        Seed of the ``D^2`` draws.
 
     Examples
     --------
@@ -47,9 +49,9 @@ class BADGESampler(BaseSampler):
     <torch._C.Generator object at ...>
     >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
     >>> pool = ActivePool(TensorDataset(torch.randn(50, 4), torch.arange(50) % 3))
-    >>> sampler = BADGESampler(device="cpu", random_state=0)
+    >>> sampler = BADGESampler(inference={"device": "cpu"}, random_state=0)
     >>> sampler
-    BADGESampler(device='cpu', random_state=0)
+    BADGESampler(inference={'device': 'cpu'}, random_state=0)
     >>> picked = sampler.select(model, pool, budget=5)
     >>> len(set(picked.tolist())), bool((picked == sampler.select(model, pool, 5)).all())
     (5, True)
@@ -58,39 +60,16 @@ class BADGESampler(BaseSampler):
     def __init__(
         self,
         *,
-        feature_layer: Optional[str] = "auto",
-        batch_size: int = 256,
-        device: Device = None,
-        num_workers: int = 0,
+        inference: Union[InferenceConfig, Mapping[str, Any], None] = None,
         random_state: RandomState = None,
-        input_fn: Optional[Callable[[Any], torch.Tensor]] = None,
-        autocast: bool = False,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            device=device,
-            num_workers=num_workers,
-            random_state=random_state,
-            input_fn=input_fn,
-            autocast=autocast,
-        )
-        self.feature_layer = feature_layer
-
-    def _validate_params(self) -> None:
-        super()._validate_params()
-        if self.feature_layer is not None and not isinstance(self.feature_layer, str):
-            raise TypeError(
-                f"Expected argument `feature_layer` to be a module name or 'auto', but got "
-                f"{type(self.feature_layer).__name__}."
-            )
+        super().__init__(inference=inference, random_state=random_state)
 
     def _select(
         self, model: nn.Module, pool: ActivePool, budget: int, rng: np.random.Generator
     ) -> np.ndarray:
         unlabeled = pool.unlabeled_indices
-        out = self._collect(
-            model, pool, unlabeled, probs=True, features=True, feature_layer=self.feature_layer
-        )
+        out = self._collect(model, pool, unlabeled, probs=True, features=True)
         assert out.features is not None and out.probs is not None
         generator = torch_generator(rng, out.features.device)
         picks = badge(out.features, out.probs, budget, generator=generator)

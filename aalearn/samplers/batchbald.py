@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Mapping
+from typing import Any, Optional, Union
 
 import numpy as np
-import torch
 from torch import nn
 
-from aalearn._validation import Device, RandomState, check_int, torch_generator
+from aalearn._validation import RandomState, check_int, torch_generator
 from aalearn.functional.batchbald import batchbald
+from aalearn.inference import InferenceConfig
 from aalearn.mc_dropout import consistent_mc_dropout, dropout_modules
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler
@@ -43,9 +44,10 @@ class BatchBALDSampler(BaseSampler):
     max_candidates : int, optional
         Pre-filter: only the top ``max_candidates`` items by BALD score are
         candidates; ``None`` keeps every unlabeled item.
-    batch_size, device, num_workers, random_state, input_fn, autocast
-        See :class:`~aalearn.samplers.base.BaseSampler`. ``random_state`` seeds the
-        dropout masks and the sampled configurations.
+    inference : aalearn.InferenceConfig, mapping or None
+        The inference pass (see :class:`~aalearn.InferenceConfig`).
+    random_state : int, numpy.random.Generator or None
+        Seed of the dropout masks and of the sampled configurations.
 
     Examples
     --------
@@ -57,9 +59,9 @@ class BatchBALDSampler(BaseSampler):
     <torch._C.Generator object at ...>
     >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
     >>> pool = ActivePool(TensorDataset(torch.randn(50, 4), torch.arange(50) % 3))
-    >>> sampler = BatchBALDSampler(mc_samples=8, device="cpu", random_state=0)
+    >>> sampler = BatchBALDSampler(mc_samples=8, inference={"device": "cpu"}, random_state=0)
     >>> sampler
-    BatchBALDSampler(mc_samples=8, device='cpu', random_state=0)
+    BatchBALDSampler(mc_samples=8, inference={'device': 'cpu'}, random_state=0)
     >>> picked = sampler.select(model, pool, budget=4)
     >>> len(set(picked.tolist())), bool((picked == sampler.select(model, pool, 4)).all())
     (4, True)
@@ -71,21 +73,10 @@ class BatchBALDSampler(BaseSampler):
         mc_samples: int = 20,
         num_samples: int = 10_000,
         max_candidates: Optional[int] = None,
-        batch_size: int = 256,
-        device: Device = None,
-        num_workers: int = 0,
+        inference: Union[InferenceConfig, Mapping[str, Any], None] = None,
         random_state: RandomState = None,
-        input_fn: Optional[Callable[[Any], torch.Tensor]] = None,
-        autocast: bool = False,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            device=device,
-            num_workers=num_workers,
-            random_state=random_state,
-            input_fn=input_fn,
-            autocast=autocast,
-        )
+        super().__init__(inference=inference, random_state=random_state)
         self.mc_samples = mc_samples
         self.num_samples = num_samples
         self.max_candidates = max_candidates
@@ -107,7 +98,9 @@ class BatchBALDSampler(BaseSampler):
         unlabeled = pool.unlabeled_indices
         seed = int(rng.integers(0, 2**63 - 1))
         with consistent_mc_dropout(model, self.mc_samples, seed=seed):
-            out = self._collect(model, pool, unlabeled, probs=False, mc_samples=self.mc_samples)
+            out = self._collect(
+                model, pool, unlabeled, rng=rng, probs=False, mc_samples=self.mc_samples
+            )
         assert out.mc_probs is not None
         max_candidates = self.max_candidates
         if max_candidates is not None:

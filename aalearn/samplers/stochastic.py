@@ -88,10 +88,10 @@ class StochasticBatchSampler(BaseSampler):
     <torch._C.Generator object at ...>
     >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
     >>> pool = ActivePool(TensorDataset(torch.randn(50, 4), torch.arange(50) % 3))
-    >>> bald = UncertaintySampler("bald", device="cpu")
+    >>> bald = UncertaintySampler("bald")
     >>> power_bald = StochasticBatchSampler(bald, mode="power", random_state=0)
     >>> power_bald
-    StochasticBatchSampler(sampler=UncertaintySampler(method='bald', device='cpu'), random_state=0)
+    StochasticBatchSampler(sampler=UncertaintySampler(method='bald'), random_state=0)
     >>> picked = power_bald.select(model, pool, budget=5)
     >>> len(set(picked.tolist())), bool((picked == power_bald.select(model, pool, 5)).all())
     (5, True)
@@ -107,10 +107,10 @@ class StochasticBatchSampler(BaseSampler):
         *,
         random_state: RandomState = None,
     ) -> None:
+        super().__init__(random_state=random_state)
         self.sampler = sampler
         self.mode = mode
         self.beta = beta
-        self.random_state = random_state
 
     @property
     def requires_model(self) -> bool:  # type: ignore[override]
@@ -118,8 +118,7 @@ class StochasticBatchSampler(BaseSampler):
         return bool(getattr(self.sampler, "requires_model", True))
 
     def _validate_params(self) -> None:
-        from aalearn._validation import check_random_state
-
+        super()._validate_params()
         if not callable(getattr(self.sampler, "score", None)):
             raise TypeError(
                 "Expected argument `sampler` to have a score(model, pool, indices=None) method, "
@@ -130,7 +129,6 @@ class StochasticBatchSampler(BaseSampler):
                 f"Expected argument `mode` to be one of {list(self.modes)}, but got {self.mode!r}."
             )
         check_number(self.beta, "beta", minimum=0.0)
-        check_random_state(self.random_state)
 
     def _select(
         self, model: Any, pool: ActivePool, budget: int, rng: np.random.Generator
