@@ -101,7 +101,8 @@ def _badge_inputs(n: int, c: int, d: int, device: torch.device, seed: int):
 
 def bench_badge(args: argparse.Namespace, device: torch.device) -> str:
     rows = []
-    settings = [(args.n, 10, args.n), (args.n, 100, args.explicit_n_c100)]
+    explicit_n = {10: args.n, 100: args.explicit_n_c100}
+    settings = [(args.n, c, explicit_n.get(c, args.n)) for c in args.classes]
     for n, c, n_explicit in settings:
         for size in sorted({n, n_explicit}, reverse=True):
             features, probs = _badge_inputs(size, c, args.dim, device, args.seed)
@@ -267,6 +268,7 @@ def main() -> None:
         "--explicit-n-c100", type=int, default=5_000,
         help="pool size of the explicit run at C = 100 (its embedding is N * 100 * D * 4 bytes)",
     )  # fmt: skip
+    parser.add_argument("--classes", type=int, nargs="+", default=[10, 100], help="BADGE C values")
     parser.add_argument("--bb-n", type=int, default=10_000)
     parser.add_argument("--bb-K", type=int, default=20)
     parser.add_argument("--bb-C", type=int, default=10)
