@@ -24,9 +24,12 @@ what happens when a rank fails.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import datetime
+import hashlib
 import numbers
 import os
+from collections.abc import Mapping
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -125,7 +128,65 @@ def _check_timeout(timeout: Any) -> Optional[datetime.timedelta]:
         return None
     if not seconds > 0:
         raise ValueError(f"Expected argument `timeout` to be > 0 seconds, but got {seconds}.")
+    if seconds >= datetime.timedelta.max.total_seconds():  # float("inf") among them
+        return None  # no limit of our own: the process group's timeout applies
     return datetime.timedelta(seconds=seconds)
+
+
+def _digest(*parts: bytes) -> int:
+    """A signed 64-bit digest of ``parts`` (BLAKE2b), the same in every process."""
+    h = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return int.from_bytes(h.digest(), "little", signed=True)
+
+
+def _canonical(value: Any) -> str:
+    """A text of a configuration value that is the same in every process of a job.
+
+    ``repr`` is not: it holds memory addresses (functions, generators) and per-rank
+    devices. Devices are left out (each rank may use its own GPU), callables are
+    named by their qualified name, NumPy generators by their state.
+    """
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return f"{type(value).__name__}({', '.join(_canonical(v) for v in value)})"
+    if isinstance(value, Mapping):
+        items = sorted((str(k), v) for k, v in value.items() if k != "device")
+        return "{" + ", ".join(f"{k}: {_canonical(v)}" for k, v in items) + "}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return f"{type(value).__qualname__}{_canonical(fields)}"
+    if isinstance(value, np.random.Generator):
+        return f"Generator({value.bit_generator.state!r})"
+    if isinstance(value, torch.device):
+        return "device"
+    if callable(value):
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', '')}"
+    return type(value).__qualname__
+
+
+def _config_text(sampler: Any) -> str:
+    get_params = getattr(sampler, "get_params", None)
+    params = get_params() if callable(get_params) else {}
+    return f"{type(sampler).__qualname__}{_canonical(params)}"
+
+
+def _fingerprint(pool: Any, budget: Any, sampler: Any) -> list[int]:
+    """Digests of what every rank must agree on: the pool state, the budget, the sampler."""
+    state = pool.state_dict()
+    arrays = [np.ascontiguousarray(np.asarray(state[k])).tobytes() for k in sorted(state)]
+    scalars = repr([(k, int(state[k])) for k in sorted(state) if np.ndim(state[k]) == 0])
+    return [
+        _digest(scalars.encode(), *arrays),
+        _digest(repr(budget).encode()),
+        _digest(_config_text(sampler).encode()),
+    ]
+
+
+_AGREE = ("the pool state (labeled items, labels, round)", "the budget", "the configuration")
 
 
 class Shard:
@@ -208,6 +269,46 @@ class Shard:
         self._wait(dist.all_gather(parts, tensor, group=self.group, async_op=True), what)
         self.bytes += self.world_size * tensor.numel() * tensor.element_size()
         return parts
+
+    def check_agreement(self, pool: Any, budget: Any, sampler: Any) -> None:
+        """Raise on every rank unless all ranks hold the same pool state, budget and sampler.
+
+        One ``all_gather`` of four int64 per rank (a failure flag and three 64-bit
+        digests: :meth:`ActivePool.state_dict`, ``budget``, the sampler's parameters
+        less their device), before any other collective: ranks that disagree would
+        otherwise exchange tensors of different shapes (gloo aborts the process) or
+        shards of different pools (wrong picks, the same on every rank).
+        """
+        mine = torch.zeros(4, dtype=torch.int64)
+        error: Optional[BaseException] = None
+        try:
+            mine[1:] = torch.tensor(_fingerprint(pool, budget, sampler), dtype=torch.int64)
+        except Exception as err:  # tell the others instead of leaving them waiting
+            mine[0], error = 1, err
+        parts = self._all_gather(mine.to(self.device), "the agreement check")
+        table = torch.stack(parts).cpu()
+        if error is not None:
+            raise error
+        failed = table[:, 0].nonzero().flatten().tolist()
+        if failed:
+            raise RankFailedError(
+                f"aalearn.distributed: rank(s) {failed} of {self.world_size} raised before "
+                f"{self.phase}; rank {self.rank} stops too. The cause is in the traceback of "
+                f"rank {failed[0]}."
+            )
+        for column, what in enumerate(_AGREE, start=1):
+            values = table[:, column]
+            if bool((values != values[0]).any()):
+                groups: dict[int, list[int]] = {}
+                for rank, v in enumerate(values.tolist()):
+                    groups.setdefault(v, []).append(rank)
+                raise ValueError(
+                    f"aalearn.distributed: the ranks disagree on {what} before {self.phase}: "
+                    f"ranks {sorted(groups.values())} hold different ones (this is rank "
+                    f"{self.rank}, budget {budget!r}). Every rank must call select with the "
+                    "same pool state, budget and sampler configuration: load the same pool "
+                    "state on every rank and label the same picks on every rank."
+                )
 
     # ------------------------------------------------------------------ helpers
     def local(self, indices: np.ndarray) -> np.ndarray:
@@ -318,7 +419,9 @@ class ShardedSampler:
     """Run ``sampler`` over a pool split across the ranks of a ``torch.distributed`` job.
 
     Call :meth:`select` on **every** rank, with the same model weights, the same
-    pool state and the same ``budget``; each rank scores only its block of the
+    pool state and the same ``budget`` (the pool state, the budget and the sampler's
+    configuration are checked first, with one small ``all_gather``: ranks that
+    disagree raise ``ValueError`` on every rank); each rank scores only its block of the
     items (:func:`shard_indices`), the ranks exchange what the sampler needs, and
     every rank returns the same indices, those one process would select (see
     ``docs/scaling.md`` for the conditions and the bytes sent per sampler). Then
@@ -337,9 +440,10 @@ class ShardedSampler:
     group : torch.distributed.ProcessGroup, optional
         The ranks that take part; default: the whole job.
     timeout : float (seconds), datetime.timedelta or None
-        Longest wait for the other ranks at each collective; ``None`` uses the
-        process group's timeout (``init_process_group(timeout=...)``). Choose it
-        longer than the slowest rank's inference pass.
+        Longest wait for the other ranks at each collective; ``None`` (or
+        ``float("inf")``) uses the process group's timeout
+        (``init_process_group(timeout=...)``). Choose it longer than the slowest
+        rank's inference pass.
     check : bool
         Check with one ``all_reduce`` (``16 * budget`` bytes) that every rank
         selected the same indices, and raise ``RuntimeError`` on every rank if not.
@@ -402,6 +506,7 @@ class ShardedSampler:
             return self.sampler.select(model, pool, budget)
         shard = self._shard()
         shard.phase = f"{type(self.sampler).__name__}.select"
+        shard.check_agreement(pool, budget, self.sampler)
         token = _ACTIVE.set(shard)
         try:
             picked = self.sampler.select(model, pool, budget)

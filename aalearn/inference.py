@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from aalearn._finite import FiniteCheck
 from aalearn._validation import Device, check_int, resolve_device
 from aalearn.mc_dropout import dropout_modules
 from aalearn.pool import DEFAULT_LABEL_KEYS, PoolSubset
@@ -751,6 +752,7 @@ def stream(
     deterministic = probs or features or losses
     bad_labels: list[torch.Tensor] = []
     start = 0
+    finite = FiniteCheck()  # non-finite outputs raise at the end of the pass (aalearn._finite)
     try:
         with preserve_mode(model), torch.inference_mode():
             model.eval()
@@ -790,8 +792,10 @@ def stream(
                     if tap is not None:
                         tap.enabled = True
                     out.mc_probs = torch.stack(draws, dim=1)
+                finite.update(probs=out.probs, features=out.features, mc_probs=out.mc_probs)
                 consume(out)
                 start += n
+            finite.check(indices)
     finally:
         if tap is not None:
             tap.remove()

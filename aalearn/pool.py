@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numbers
 import os
-import tempfile
+import stat
+import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union
 
@@ -313,14 +315,15 @@ class ActivePool:
                 f"Expected argument `{name}` to hold integer dataset indices, but got dtype "
                 f"{arr.dtype}."
             )
-        arr = arr.astype(np.int64, copy=False)
+        # Range first, in the input's own dtype: a uint64 above 2**63 would wrap to a
+        # negative int64 and be reported as such.
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi >= self._n:
             bad = lo if lo < 0 else hi
             raise ValueError(
                 f"Expected argument `{name}` to hold indices in [0, {self._n}), but got {bad}."
             )
-        return arr
+        return arr.astype(np.int64, copy=False)
 
     def label(self, indices: IndexLike, labels: Optional[IndexLike] = None) -> None:
         """Move ``indices`` from the unlabeled to the labeled pool.
@@ -444,7 +447,15 @@ class ActivePool:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a state from :meth:`state_dict`; checks everything before changing anything."""
+        """Restore a state from :meth:`state_dict`; checks everything before changing anything.
+
+        Arrays may be NumPy arrays or torch tensors, scalars Python or NumPy ints or
+        0-d arrays/tensors, of any integer dtype (``has_label``: bool). A float, a bool
+        where an int is expected, or a wrong shape is a :class:`TypeError` /
+        :class:`ValueError`, and so is a state the pool could never reach: a round
+        below -1 or not below ``round``, ``has_label`` on an unlabeled item, a label
+        other than ``-1`` without ``has_label`` or a negative one with it.
+        """
         if not isinstance(state, dict):
             raise TypeError(
                 f"Expected argument `state` to be a dict, but got {type(state).__name__}."
@@ -457,59 +468,59 @@ class ActivePool:
         extra = sorted(set(state) - set(_STATE_KEYS))
         if extra:
             raise ValueError(f"Unexpected keys in argument `state`: {extra}.")
-        if int(state["version"]) != _STATE_VERSION:
+        version = _state_int(state, "version")
+        if version != _STATE_VERSION:
             raise ValueError(
-                f"Unsupported pool state version {state['version']}; expected {_STATE_VERSION}."
+                f"Unsupported pool state version {version}; expected {_STATE_VERSION}."
             )
-        if int(state["n_items"]) != self._n:
+        n_items = _state_int(state, "n_items")
+        if n_items != self._n:
             raise ValueError(
-                f"The state is for a pool of {int(state['n_items'])} items, but this pool has "
-                f"{self._n}."
+                f"The state is for a pool of {n_items} items, but this pool has {self._n}."
             )
-        arrays = {}
-        for key, dtype in (("labeled_round", np.int64), ("labels", np.int64), ("has_label", bool)):
-            value = state[key]
-            arr = (
-                value.detach().cpu().numpy()
-                if isinstance(value, torch.Tensor)
-                else np.asarray(value)
-            )
-            if arr.shape != (self._n,):
-                raise ValueError(
-                    f"Expected state['{key}'] to have shape ({self._n},), but got {arr.shape}."
-                )
-            arrays[key] = arr.astype(dtype, copy=True)
-        rnd = int(state["round"])
-        if rnd < 0 or int(arrays["labeled_round"].max(initial=-1)) >= rnd:
-            raise ValueError(
-                "Inconsistent state: state['round'] must be >= 0 and greater than every "
-                "labeled round."
-            )
-        if int(arrays["labeled_round"].min(initial=0)) < _UNLABELED:
-            raise ValueError("Inconsistent state: state['labeled_round'] has values below -1.")
-        self._labeled_round = arrays["labeled_round"]
-        self._labels = arrays["labels"]
-        self._has_label = arrays["has_label"]
+        rounds = _state_array(state, "labeled_round", self._n, integer=True)
+        labels = _state_array(state, "labels", self._n, integer=True)
+        has = _state_array(state, "has_label", self._n, integer=False)
+        rnd = _state_int(state, "round")
+        _check_state_contents(rounds, labels, has, rnd)
+        self._labeled_round = rounds
+        self._labels = labels
+        self._has_label = has
         self._round = rnd
         self._refresh()
 
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write the state to ``path`` as a NumPy ``.npz`` archive, atomically.
 
-        The archive is written to a temporary file in the same directory, flushed
-        to disk, then renamed over ``path``: a crash never leaves a half-written
-        file. It holds plain arrays only and loads without executing code.
+        The archive is written to a temporary file next to ``path``
+        (``.<name>.<pid>.aalearn-tmp``), flushed to disk, renamed over ``path``, and
+        the directory is flushed too: a crash never leaves a half-written file, and
+        once ``save`` returns the new file survives a power loss. A temporary left by a
+        process killed during a save is removed by the next save to the same path, so
+        at most one stray temporary per path exists. The file gets the mode of the
+        file it replaces, or ``0o666`` less the umask for a new file. It holds plain
+        arrays only and loads without executing code.
         """
         path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
+        directory, name = os.path.split(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise FileNotFoundError(
-                f"Cannot save the pool to {path!r}: its directory {directory!r} does not exist."
+                f"Cannot save the pool to {path!r}: the directory {directory!r} does not exist."
             )
         state = self.state_dict()
-        fd, tmp = tempfile.mkstemp(prefix=".aalearn-pool-", suffix=".npz", dir=directory)
+        _remove_stale_temporaries(directory, name)
+        tmp = os.path.join(directory, f".{name}.{os.getpid()}{_TMP_SUFFIX}")
         try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            mode = None
+        try:
+            # O_TRUNC: a temporary this process left (a save interrupted by an
+            # exception that could not clean up) is overwritten, never a second one.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
             with os.fdopen(fd, "wb") as fh:
+                if mode is not None and hasattr(os, "fchmod"):  # POSIX
+                    os.fchmod(fh.fileno(), mode)
                 arrays: dict[str, Any] = {
                     k: v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
                     for k, v in state.items()
@@ -522,18 +533,194 @@ class ActivePool:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+        _fsync_directory(directory)
 
     def load(self, path: Union[str, os.PathLike]) -> None:
-        """Restore the state written by :meth:`save` (``allow_pickle=False``)."""
-        with np.load(os.fspath(path), allow_pickle=False) as data:
-            state = {k: data[k] for k in data.files}
-        for key in ("version", "n_items", "round"):
-            if key in state:
-                state[key] = int(state[key])
-        self.load_state_dict(state)
+        """Restore the state written by :meth:`save`; nothing changes if it raises.
+
+        The archive's directory is checked first: exactly the state's members, none
+        larger than a state of this pool's size can be; only then is each member read
+        (``allow_pickle=False``) and the state checked by :meth:`load_state_dict`.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        ValueError
+            If ``path`` is not a pool archive (empty, truncated, a ``.npy``, another
+            archive) or holds a state that does not fit this pool; the message names
+            the file.
+        """
+        path = os.fspath(path)
+        try:
+            state = _read_archive(path, self._n)
+            self.load_state_dict(state)
+        except (TypeError, ValueError, zipfile.BadZipFile, EOFError) as err:
+            raise ValueError(f"Cannot load the pool state from {path!r}: {err}") from err
 
     def __repr__(self) -> str:
         return (
             f"ActivePool(n_items={self._n}, n_labeled={self.n_labeled}, "
             f"n_unlabeled={self.n_unlabeled}, round={self._round})"
+        )
+
+
+_TMP_SUFFIX = ".aalearn-tmp"
+#: Largest ``.npy`` header :func:`numpy.save` writes for a 1-D array (format 1.0: 64-byte
+#: aligned, usually 128 bytes), with room to spare.
+_NPY_HEADER_BYTES = 4096
+
+
+def _remove_stale_temporaries(directory: str, name: str) -> None:
+    """Remove the temporaries of ``name`` whose writing process no longer runs."""
+    prefix = f".{name}."
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(_TMP_SUFFIX)):
+            continue
+        pid_text = entry[len(prefix) : -len(_TMP_SUFFIX)]
+        if not pid_text.isdigit() or _process_exists(int(pid_text)):
+            continue
+        try:
+            os.unlink(os.path.join(directory, entry))
+        except FileNotFoundError:
+            pass
+
+
+def _process_exists(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's live process (or no way to tell): leave its file
+    return True
+
+
+def _fsync_directory(directory: str) -> None:
+    """Flush the directory entry of a rename to disk (a no-op where unsupported)."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    try:
+        fd = os.open(directory, flags)
+    except OSError:
+        return  # e.g. Windows, where directories cannot be opened
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _read_archive(path: str, n_items: int) -> dict[str, Any]:
+    """The members of a pool archive, after checking its directory (names, sizes)."""
+    with open(path, "rb") as fh:
+        if not zipfile.is_zipfile(fh):
+            raise ValueError("not a pool archive written by ActivePool.save (not a zip file).")
+        fh.seek(0)
+        with zipfile.ZipFile(fh) as zf:
+            infos = {info.filename: info for info in zf.infolist()}
+            expected = {f"{k}.npy" for k in _STATE_KEYS}
+            extra = sorted(set(infos) - expected)
+            if extra:
+                raise ValueError(f"not a pool archive: unexpected member(s) {extra}.")
+            missing = sorted(k for k in _STATE_KEYS if f"{k}.npy" not in infos)
+            if missing:
+                raise ValueError(f"not a pool archive: member(s) {missing} are missing.")
+            for key in _STATE_KEYS:
+                info = infos[f"{key}.npy"]
+                rows = n_items if key in ("labeled_round", "labels", "has_label") else 1
+                limit = _NPY_HEADER_BYTES + 8 * rows
+                if info.file_size > limit:
+                    raise ValueError(
+                        f"corrupt pool archive: member {info.filename!r} holds "
+                        f"{info.file_size} bytes, larger than a state of {n_items} items "
+                        f"can be ({limit})."
+                    )
+            state: dict[str, Any] = {}
+            for key in _STATE_KEYS:
+                with zf.open(infos[f"{key}.npy"]) as member:
+                    state[key] = np.lib.format.read_array(member, allow_pickle=False)
+    return state
+
+
+def _state_int(state: dict[str, Any], key: str) -> int:
+    """``state[key]`` as an int: a Python/NumPy int or a 0-d integer array or tensor."""
+    value = state[key]
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"Expected state['{key}'] to be an integer, but got {type(value).__name__} ({value!r})."
+        )
+    return int(value)
+
+
+def _state_array(state: dict[str, Any], key: str, n: int, *, integer: bool) -> np.ndarray:
+    """``state[key]`` as a fresh int64 (``integer``) or bool array of shape ``(n,)``."""
+    value = state[key]
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if not isinstance(value, np.ndarray):
+        raise TypeError(
+            f"Expected state['{key}'] to be a NumPy array or a torch tensor, but got "
+            f"{type(value).__name__}."
+        )
+    ok = (
+        value.dtype != bool and np.issubdtype(value.dtype, np.integer)
+        if integer
+        else value.dtype == bool
+    )
+    if not ok:
+        wanted = "an integer" if integer else "a bool"
+        raise TypeError(
+            f"Expected state['{key}'] to have {wanted} dtype, but got dtype {value.dtype}."
+        )
+    if value.shape != (n,):
+        raise ValueError(f"Expected state['{key}'] to have shape ({n},), but got {value.shape}.")
+    return value.astype(np.int64 if integer else bool, copy=True)
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _check_state_contents(
+    rounds: np.ndarray, labels: np.ndarray, has: np.ndarray, rnd: int
+) -> None:
+    """Raise ``ValueError`` unless the arrays form a state :meth:`ActivePool.label` can reach."""
+    if rnd < 0:
+        raise ValueError(f"Expected state['round'] to be >= 0, but got {rnd}.")
+    below = rounds < _UNLABELED
+    if below.any():
+        i = _first(below)
+        raise ValueError(
+            f"Expected state['labeled_round'] to be >= -1, but item {i} has {rounds[i]}."
+        )
+    late = rounds >= rnd
+    if late.any():
+        i = _first(late)
+        raise ValueError(
+            f"Inconsistent state: state['round'] ({rnd}) must be greater than every labeled "
+            f"round, but item {i} was labeled in round {rounds[i]}."
+        )
+    orphan = has & (rounds < 0)
+    if orphan.any():
+        raise ValueError(
+            f"Expected state['has_label'] to be set on labeled items only, but it is set on "
+            f"unlabeled item {_first(orphan)}."
+        )
+    bad = (has & (labels < 0)) | (~has & (labels != _UNLABELED))
+    if bad.any():
+        i = _first(bad)
+        expected = "a label >= 0 (has_label is set)" if has[i] else "-1 (has_label is unset)"
+        raise ValueError(
+            f"Expected state['labels'] to hold {expected} for item {i}, but got {labels[i]}."
         )

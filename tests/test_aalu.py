@@ -188,8 +188,10 @@ def test_contract(small, device):
 
 
 def _collect_keeps_rng() -> bool:
+    # The module is built before the RNG state is read: nn.Linear's init draws from it.
+    model, data = nn.Linear(2, 2), TensorDataset(torch.zeros(3, 2))
     before = torch.random.get_rng_state()
-    collect(nn.Linear(2, 2), TensorDataset(torch.zeros(3, 2)), np.arange(3), device="cpu")
+    collect(model, data, np.arange(3), device="cpu")
     return torch.equal(before, torch.random.get_rng_state())
 
 

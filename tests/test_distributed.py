@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -24,10 +25,12 @@ import aalearn
 from aalearn.distributed import (
     RankFailedError,
     ShardedSampler,
+    _check_timeout,
     current_shard,
     save_on_rank0,
     shard_indices,
 )
+from aalearn.samplers import AALUSampler, AdversarialSampler, CoreSetSampler
 
 from .conftest import TinyNet, trained_model
 
@@ -36,35 +39,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 #: Hard limit of one launch: start-up (imports) plus the work, on 2 cores.
-LAUNCH_TIMEOUT = 60.0
+LAUNCH_TIMEOUT = 150.0
 #: How long a rank waits for one that never calls ``select``.
 ABSENT_TIMEOUT = 1.5
 BUDGET = {"entropy": 40, "coreset": 30, "aalu": 20, "adversarial": 20, "vaal": 20}
 BUDGET.update({"badge": 30, "batchbald": 10, "power-entropy": 30})
-
-
-def _coreset_cls() -> Any:
-    try:
-        from aalearn.samplers.coreset import CoreSetSampler
-    except ImportError:
-        return None
-    return CoreSetSampler
-
-
-def _aalu_cls() -> Any:
-    try:
-        from aalearn.samplers.aalu import AALUSampler
-    except ImportError:
-        return None
-    return AALUSampler
-
-
-def _adversarial_cls() -> Any:
-    try:
-        from aalearn.samplers.adversarial import AdversarialSampler
-    except ImportError:
-        return None
-    return AdversarialSampler
 
 
 def _samplers() -> dict[str, Any]:
@@ -73,20 +52,17 @@ def _samplers() -> dict[str, Any]:
             "entropy", inference={"batch_size": 64, "device": "cpu"}
         )
     }
-    coreset, aalu, adversarial = _coreset_cls(), _aalu_cls(), _adversarial_cls()
     small = {"epochs": 2, "hidden": (32, 16), "latent_dim": 8, "selector_batch_size": 64,
              "inference": {"batch_size": 64, "device": "cpu"}, "random_state": 0}  # fmt: skip
-    if coreset is not None:
-        out["coreset"] = coreset(inference={"batch_size": 64, "device": "cpu"})
-    if aalu is not None:
-        out["aalu"] = aalu(**small)
-    if adversarial is not None:  # VAAL's feature-space form, and raw VAAL kept tiny
-        out["adversarial"] = adversarial(representation="features", **small)
-        out["vaal"] = adversarial(
-            representation="raw", epochs=0.15, vae_channels=4, hidden=(16,), latent_dim=8,
-            selector_batch_size=64, inference={"batch_size": 64, "device": "cpu"},
-            random_state=0,
-        )  # fmt: skip
+    out["coreset"] = CoreSetSampler(inference={"batch_size": 64, "device": "cpu"})
+    out["aalu"] = AALUSampler(**small)
+    # VAAL's feature-space form, and raw VAAL kept tiny
+    out["adversarial"] = AdversarialSampler(representation="features", **small)
+    out["vaal"] = AdversarialSampler(
+        representation="raw", epochs=0.15, vae_channels=4, hidden=(16,), latent_dim=8,
+        selector_batch_size=64, inference={"batch_size": 64, "device": "cpu"},
+        random_state=0,
+    )  # fmt: skip
     # Batch-aware samplers: BADGE and BatchBALD gather features and probabilities /
     # consistent MC-dropout probabilities (masks seeded per pass, not per batch); the
     # stochastic sampler's wrapped scorer scores every item on every rank.
@@ -205,9 +181,9 @@ class _Faulty(torch.nn.Module):
 class _FailsAfterCollect(aalearn.BaseSampler):
     """Gathers the features, then raises on one rank: a failure between collectives."""
 
-    def __init__(self, *, fail: bool = False) -> None:
+    def __init__(self) -> None:
         super().__init__(inference={"device": "cpu", "batch_size": 64})
-        self.fail = fail
+        self.fail = False  # not a parameter: the ranks agree on the configuration
 
     def _select(self, model: Any, pool: Any, budget: int, rng: Any) -> np.ndarray:
         self._collect(model, pool, pool.unlabeled_indices, features=True)
@@ -226,17 +202,39 @@ def _outcome(fn: Callable[[], Any]) -> dict:
     return {"error": error, "seconds": time.monotonic() - start}
 
 
+def _diverged(data: dict, rank: int) -> Any:
+    """The pool of ``data``, with one more item labeled on rank 1: the pools disagree."""
+    pool = _setup(data)[1]
+    if rank == 1:
+        pool.label(pool.unlabeled_indices[:1])
+    return pool
+
+
 def _failures(rank: int, data: dict, out: Path, group: Any) -> dict:
     model, pool = _setup(data)
     fail = rank == 1
     uncertainty = aalearn.UncertaintySampler(inference={"batch_size": 64, "device": "cpu"})
     entropy = ShardedSampler(uncertainty, group=group, timeout=20)
-    after_gather = ShardedSampler(_FailsAfterCollect(fail=fail), group=group, timeout=20)
+    fails_after = _FailsAfterCollect()
+    fails_after.fail = fail
+    after_gather = ShardedSampler(fails_after, group=group, timeout=20)
     res = {
         "in_pass": _outcome(lambda: entropy.select(_Faulty(model, fail), pool, 10)),
         "after_gather": _outcome(lambda: after_gather.select(model, pool, 10)),
         "save": _outcome(
             lambda: save_on_rank0(pool, out / ("missing/p.npz" if rank == 0 else "x"), group=group)
+        ),
+        # ranks that disagree: a clear ValueError on every rank, the group still usable
+        "pool_differs": _outcome(lambda: entropy.select(model, _diverged(data, rank), 10)),
+        "budget_differs": _outcome(lambda: entropy.select(model, pool, 10 + rank)),
+        "config_differs": _outcome(
+            lambda: ShardedSampler(
+                aalearn.UncertaintySampler(
+                    "margin" if fail else "entropy", inference={"device": "cpu"}
+                ),
+                group=group,
+                timeout=20,
+            ).select(model, pool, 10)
         ),
         # still usable after the failures above: the flags kept the ranks in step
         "after": entropy.select(model, pool, 10),
@@ -258,6 +256,49 @@ def _worker(rank: int, world: int, data: dict, out: str) -> dict:
         res[2] = _selections(data, Path(out) / "world2", group)
         res["failures"] = _failures(rank, data, Path(out), group)
     return res
+
+
+class _Dies(torch.nn.Module):
+    """Exits the process in its first forward pass on the rank that ``dies``: a kill -9."""
+
+    def __init__(self, model: torch.nn.Module, dies: bool) -> None:
+        super().__init__()
+        self.model, self.dies = model, dies
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dies:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.model(x)
+
+
+def _killed(rank: int, world: int, data: dict) -> dict:
+    model, pool = _setup(data)
+    uncertainty = aalearn.UncertaintySampler(inference={"batch_size": 64, "device": "cpu"})
+    sampler = ShardedSampler(uncertainty, timeout=20)
+    return _outcome(lambda: sampler.select(_Dies(model, rank == 1), pool, 10))
+
+
+def _launch_some_die(fn: Callable[..., Any], world: int, tmp: Path, *args: Any) -> dict:
+    """Like :func:`_launch`, for jobs where ranks die: the results of the ranks that lived."""
+    ctx = mp.start_processes(
+        _entry,
+        args=(fn, world, _free_port(), str(tmp), args),
+        nprocs=world,
+        join=False,
+        start_method="spawn",
+    )
+    deadline = time.monotonic() + LAUNCH_TIMEOUT
+    try:
+        while any(p.is_alive() for p in ctx.processes):
+            if time.monotonic() > deadline:
+                pytest.fail(f"{world} distributed ranks did not finish in {LAUNCH_TIMEOUT} s")
+            time.sleep(0.2)
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.kill()
+    paths = {r: tmp / f"rank{r}.pt" for r in range(world)}
+    return {r: torch.load(p, weights_only=False) for r, p in paths.items() if p.exists()}
 
 
 # ------------------------------------------------------------------------ tests
@@ -299,12 +340,12 @@ def test_sharded_selection_equals_single_process(data, reference, launched, worl
     for rank, res in enumerate(results):
         for name, expected in reference.items():
             np.testing.assert_array_equal(res["picked"][name], expected, err_msg=f"{name} {rank}")
-        # top-k: world * k * (4 + 8) bytes of candidates, plus the flags and the check
-        flags = 4 * world
-        assert res["bytes"]["entropy"] == world * 40 * 12 + 2 * flags + 16 * 40
-        if "coreset" in res["bytes"]:  # every row's features (32 floats), padded per rank
-            rows = -(-n_items // world)
-            assert res["bytes"]["coreset"] == world * rows * 32 * 4 + 2 * flags + 16 * 30
+        # top-k: world * k * (4 + 8) bytes of candidates, plus the agreement check (4 int64
+        # per rank), the flags and the check of the picks
+        flags, agree = 4 * world, 32 * world
+        assert res["bytes"]["entropy"] == agree + world * 40 * 12 + 2 * flags + 16 * 40
+        rows = -(-n_items // world)  # every row's features (32 floats), padded per rank
+        assert res["bytes"]["coreset"] == agree + world * rows * 32 * 4 + 2 * flags + 16 * 30
         for field, value in res["fields"].items():  # every row, bit for bit
             torch.testing.assert_close(value, fields[field], rtol=0, atol=0, msg=field)
         for key in ("pool", "reloaded"):
@@ -312,9 +353,6 @@ def test_sharded_selection_equals_single_process(data, reference, launched, worl
                 np.testing.assert_array_equal(value, results[0]["pool"][field])
         assert res["pool"]["round"] == 2
         assert (res["pool"]["labeled_round"] < 0).sum() == n_items - n_labeled - 40
-    missing = [n for n in ("coreset", "aalu", "adversarial", "vaal") if n not in reference]
-    if missing:
-        pytest.skip(f"samplers not available, not checked: {missing}")
 
 
 def test_a_failing_rank_makes_the_others_fail_fast(launched):
@@ -329,10 +367,27 @@ def test_a_failing_rank_makes_the_others_fail_fast(launched):
         assert r0[phase]["seconds"] < 5.0
     assert r0["save"]["error"][0] == "FileNotFoundError"
     assert r1["save"]["error"][0] == "RankFailedError" and "save_on_rank0" in r1["save"]["error"][1]
+    for phase, what in (("pool_differs", "the pool state"), ("budget_differs", "the budget"),
+                        ("config_differs", "the configuration")):  # fmt: skip
+        for rank, res in enumerate((r0, r1)):
+            kind, message = res[phase]["error"]
+            assert kind == "ValueError", (phase, rank, message)
+            assert f"the ranks disagree on {what}" in message and "[[0], [1]]" in message
+            assert res[phase]["seconds"] < 5.0
     np.testing.assert_array_equal(r0["after"], r1["after"])
     kind, message = r0["absent"]["error"]
     assert kind == "RankFailedError" and "gave up waiting" in message
     assert r0["absent"]["seconds"] < ABSENT_TIMEOUT + 3.0
+
+
+def test_a_rank_killed_mid_selection_makes_the_others_fail_fast(data, tmp_path):
+    start = time.monotonic()
+    results = _launch_some_die(_killed, 2, tmp_path, data)
+    assert sorted(results) == [0]  # rank 1 was killed in its inference pass
+    kind, message = results[0]["error"]
+    assert kind == "RankFailedError", message
+    assert results[0]["seconds"] < 10.0  # well before the 20 s timeout
+    assert time.monotonic() - start < LAUNCH_TIMEOUT
 
 
 # ------------------------------------------------------------- in one process
@@ -365,6 +420,15 @@ def test_sharded_sampler_checks_its_arguments(tiny_model, digits):
             ShardedSampler(sampler).select(tiny_model, pool, 3)
     with pytest.raises(ValueError, match="`timeout` to be > 0 seconds, but got 0.0"):
         ShardedSampler(sampler, timeout=0).select(tiny_model, pool, 3)
+    # no limit of our own (the process group's applies), not an OverflowError
+    assert _check_timeout(float("inf")) is None and _check_timeout(1e300) is None
+    assert _check_timeout(datetime.timedelta.max) is None
+    assert _check_timeout(2.5) == datetime.timedelta(seconds=2.5)
+    if not dist.is_initialized():
+        with pytest.raises(RuntimeError, match="call torch.distributed.init_process_group"):
+            ShardedSampler(sampler, timeout=float("inf")).select(tiny_model, pool, 3)
+    with pytest.raises(ValueError, match="`timeout` to be > 0 seconds, but got nan"):
+        ShardedSampler(sampler, timeout=float("nan")).select(tiny_model, pool, 3)
     with pytest.raises(TypeError, match="`timeout` to be a number of seconds"):
         ShardedSampler(sampler, timeout="1").select(tiny_model, pool, 3)
     with pytest.raises(TypeError, match="`sampler` to have a select"):

@@ -194,7 +194,7 @@ def test_k_value_error(k: int) -> None:
 
 @pytest.mark.parametrize("k", [True, 2.0, "3", None])
 def test_k_type_error(k: object) -> None:
-    with pytest.raises(TypeError, match="Expected argument `k` to be an int, but got"):
+    with pytest.raises(TypeError, match="Expected argument `k` to be an integer, but got"):
         StreamingTopK(k)  # type: ignore[arg-type]
 
 
@@ -222,3 +222,27 @@ def test_update_errors() -> None:
         topk.update(torch.rand(2), torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match="`scores` to be a 1-D tensor"):
         topk_indices(torch.rand(2, 2), torch.arange(4), 1)
+
+
+def test_validate_args_skips_only_the_tensor_checks() -> None:
+    """The same meaning in every kernel: False skips type/shape/value checks of tensors only."""
+    from aalearn.functional import bald, k_center_greedy
+
+    feats, mask = torch.zeros(3, 2), torch.tensor([True, False, False])
+    for call, match in [
+        (lambda: topk_indices(torch.rand(3), torch.arange(3), 0, validate_args=False), "`k`"),
+        (lambda: StreamingTopK(np.int64(0)), "`k`"),
+        (lambda: k_center_greedy(feats, mask, 5, validate_args=False), "`budget`"),
+        (lambda: k_center_greedy(feats, mask, 1, metric="l3", validate_args=False), "`metric`"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            call()
+    # the tensor checks are skipped: NaN features and a wrongly shaped mask go through
+    bad = torch.tensor([[0.0], [float("nan")], [1.0]])
+    with pytest.raises(ValueError, match="`features` to be finite"):
+        k_center_greedy(bad, mask, 1)
+    assert k_center_greedy(bad, mask, 1, validate_args=False).shape == (1,)
+    with pytest.raises(ValueError, match="`mc_probs` to be a 3-D"):
+        bald(torch.full((2, 3), 0.5))
+    with pytest.raises(TypeError, match="`indices` to be a torch.Tensor"):
+        topk_indices(torch.rand(3), [0, 1, 2], 2)  # type: ignore[arg-type]

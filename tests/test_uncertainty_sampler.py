@@ -21,7 +21,7 @@ def numpy_scores(probs: np.ndarray, method: str) -> np.ndarray:
             return -np.nansum(np.where(p > 0, p * np.log(p), 0.0), axis=1)
     s = np.sort(p, axis=1)
     if method == "margin":
-        return 1.0 - (s[:, -1] - s[:, -2])
+        return -(s[:, -1] - s[:, -2])
     return 1.0 - s[:, -1]
 
 

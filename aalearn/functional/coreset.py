@@ -31,9 +31,7 @@ def _k_center_greedy_arg_validation(chunk_size: Any, metric: Any) -> None:
         )
 
 
-def _k_center_greedy_tensor_validation(
-    features: Any, centers_mask: Any, budget: Any, generator: Any, validate_args: bool
-) -> int:
+def _k_center_greedy_tensor_validation(features: Any, centers_mask: Any, generator: Any) -> None:
     if not isinstance(features, Tensor):
         raise TypeError(
             f"Expected argument `features` to be a torch.Tensor, but got {type(features).__name__}."
@@ -58,6 +56,11 @@ def _k_center_greedy_tensor_validation(
             f"Expected argument `generator` to be a torch.Generator or None, but got "
             f"{type(generator).__name__}."
         )
+    if features.is_floating_point() and not bool(features.isfinite().all()):
+        raise ValueError("Expected argument `features` to be finite, but it has NaN or inf.")
+
+
+def _k_center_greedy_budget(features: Tensor, centers_mask: Tensor, budget: Any) -> int:
     n_free = features.shape[0] - int(centers_mask.sum())
     budget = check_int(budget, "budget", minimum=0)
     if budget > n_free:
@@ -65,8 +68,6 @@ def _k_center_greedy_tensor_validation(
             f"Expected argument `budget` to be at most the number of points that are not "
             f"centers ({n_free}), but got {budget}."
         )
-    if validate_args and features.is_floating_point() and not bool(features.isfinite().all()):
-        raise ValueError("Expected argument `features` to be finite, but it has NaN or inf.")
     return budget
 
 
@@ -170,7 +171,9 @@ def k_center_greedy(
         random. Without it the first pick is the point farthest from the mean of
         ``features``.
     validate_args : bool
-        Check that ``features`` is finite (one pass and one host sync).
+        Check the tensors: types, shapes, and that ``features`` is finite (one pass
+        and one host sync), as in every kernel of :mod:`aalearn.functional`; ``False``
+        skips those checks. ``budget``, ``chunk_size`` and ``metric`` are always checked.
 
     Returns
     -------
@@ -196,9 +199,9 @@ def k_center_greedy(
     tensor([3, 2])
     """
     _k_center_greedy_arg_validation(chunk_size, metric)
-    budget = _k_center_greedy_tensor_validation(
-        features, centers_mask, budget, generator, validate_args
-    )
+    if validate_args:
+        _k_center_greedy_tensor_validation(features, centers_mask, generator)
+    budget = _k_center_greedy_budget(features, centers_mask, budget)
     device = features.device
     picks = torch.empty(budget, dtype=torch.long, device=device)
     if budget == 0:

@@ -26,6 +26,8 @@ from typing import Any, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from aalearn._validation import check_int
+
 __all__ = ["StreamingTopK", "topk_indices"]
 
 _INT64_MIN = torch.iinfo(torch.int64).min
@@ -39,8 +41,7 @@ _INT_VIEW = {
 
 
 def _arg_validation(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"Expected argument `k` to be an int, but got {type(k).__name__}.")
+    k = check_int(k, "k")  # Python and NumPy integers; bool refused
     if k < 1:
         raise ValueError(f"Expected argument `k` to be a positive integer, but got {k}.")
     return k

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aalearn._finite import check_finite
 from aalearn._validation import check_int, torch_generator
 from aalearn.functional.losses import (
     assistant_adversarial_loss,
@@ -268,6 +269,7 @@ def _with(code: torch.Tensor, probs: Optional[torch.Tensor]) -> torch.Tensor:
 
 def _top(scores: torch.Tensor, candidates: np.ndarray, budget: int) -> np.ndarray:
     """The ``budget`` candidates of highest score, best first; ties go to the lower position."""
+    check_finite(scores, candidates, "selector scores")  # the non-finite policy
     order = torch.sort(scores, descending=True, stable=True).indices[:budget]
     return candidates[order.cpu().numpy()]
 

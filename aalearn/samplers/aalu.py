@@ -102,6 +102,9 @@ class AALUSampler(BaseSampler):
     whatever the task model's activations. The reconstruction term is a squared
     error (see :func:`aalearn.functional.losses.representation_loss`).
 
+    Non-finite features or probabilities of the task model, and non-finite scores of
+    ``A``, raise ``ValueError`` naming the items (see ``docs/reliability.md``).
+
     Parameters
     ----------
     variant : str

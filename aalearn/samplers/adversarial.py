@@ -202,6 +202,9 @@ class AdversarialSampler(BaseSampler):
     and weights (``beta`` on the KL term, ``adversary_param`` on the adversarial
     term). It is far cheaper than ``"raw"``: MLPs over ``D``-dimensional vectors.
 
+    Non-finite features of the task model and non-finite scores of the
+    discriminator raise ``ValueError`` naming the items (see ``docs/reliability.md``).
+
     Parameters
     ----------
     representation : {"features", "raw"}

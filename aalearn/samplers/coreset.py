@@ -29,6 +29,9 @@ class CoreSetSampler(BaseSampler):
     nothing labeled, the first pick is the item farthest from the mean feature.
     The selection is deterministic; ``random_state`` is not used.
 
+    Non-finite features (NaN or inf model outputs) raise ``ValueError`` naming
+    the items (see ``docs/reliability.md``).
+
     Memory is the ``(n_labeled + n_unlabeled, D)`` feature matrix on ``device``
     plus ``O(N)`` for the greedy search (see :func:`~aalearn.functional.k_center_greedy`).
 

@@ -20,6 +20,8 @@ class RandomSampler(BaseSampler):
 
     Needs no model (``select(None, pool, budget)`` works) and runs no inference.
 
+    It reads no model output, so the non-finite policy does not apply to it.
+
     Parameters
     ----------
     inference : aalearn.InferenceConfig, mapping or None

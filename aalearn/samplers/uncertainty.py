@@ -27,10 +27,13 @@ class UncertaintySampler(BaseSampler):
     (:class:`aalearn.functional.StreamingTopK`), so memory is ``O(budget)`` plus
     one batch, whatever the pool size. Ties break by the smaller dataset index.
 
+    Non-finite model outputs (NaN or inf probabilities, or MC-dropout samples for
+    BALD) raise ``ValueError`` naming the items (see ``docs/reliability.md``).
+
     Parameters
     ----------
     method : {"entropy", "margin", "least_confidence", "bald"}
-        The score (higher = more informative): predictive entropy, ``1 - (p1 - p2)``,
+        The score (higher = more informative): predictive entropy, ``-(p1 - p2)``,
         ``1 - max p``, or BALD's mutual information from ``mc_samples`` MC-dropout
         passes (dropout layers on, batch norm in eval mode). BALD needs a model with
         dropout layers.
