@@ -88,10 +88,10 @@ class StochasticBatchSampler(BaseSampler):
     <torch._C.Generator object at ...>
     >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
     >>> pool = ActivePool(TensorDataset(torch.randn(50, 4), torch.arange(50) % 3))
-    >>> bald = UncertaintySampler("bald")
+    >>> bald = UncertaintySampler("bald", random_state=0)
     >>> power_bald = StochasticBatchSampler(bald, mode="power", random_state=0)
-    >>> power_bald
-    StochasticBatchSampler(sampler=UncertaintySampler(method='bald'), random_state=0)
+    >>> power_bald.mode, power_bald.beta
+    ('power', 1.0)
     >>> picked = power_bald.select(model, pool, budget=5)
     >>> len(set(picked.tolist())), bool((picked == power_bald.select(model, pool, 5)).all())
     (5, True)
