@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from aalearn._finite import FiniteCheck
 from aalearn._validation import Device, check_int, resolve_device
+from aalearn.mc_dropout import dropout_modules
 from aalearn.pool import DEFAULT_LABEL_KEYS, PoolSubset
 
 __all__ = [
@@ -349,13 +350,9 @@ def preserve_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = flag
 
 
-_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
-
-
 def _set_mc_dropout(model: nn.Module, on: bool) -> None:
-    for m in model.modules():
-        if isinstance(m, _DROPOUT):
-            m.train(on)
+    for m in dropout_modules(model):
+        m.train(on)
 
 
 # ------------------------------------------------------------------ inputs

@@ -43,6 +43,7 @@ LAUNCH_TIMEOUT = 150.0
 #: How long a rank waits for one that never calls ``select``.
 ABSENT_TIMEOUT = 1.5
 BUDGET = {"entropy": 40, "coreset": 30, "aalu": 20, "adversarial": 20, "vaal": 20}
+BUDGET.update({"badge": 30, "batchbald": 10, "power-entropy": 30})
 
 
 def _samplers() -> dict[str, Any]:
@@ -62,6 +63,20 @@ def _samplers() -> dict[str, Any]:
         selector_batch_size=64, inference={"batch_size": 64, "device": "cpu"},
         random_state=0,
     )  # fmt: skip
+    # Batch-aware samplers: BADGE and BatchBALD gather features and probabilities /
+    # consistent MC-dropout probabilities (masks seeded per pass, not per batch); the
+    # stochastic sampler's wrapped scorer scores every item on every rank.
+    out["badge"] = aalearn.BADGESampler(
+        inference={"batch_size": 64, "device": "cpu"}, random_state=0
+    )
+    out["batchbald"] = aalearn.BatchBALDSampler(
+        mc_samples=4, num_samples=100, max_candidates=200, random_state=0,
+        inference={"batch_size": 64, "device": "cpu"},
+    )  # fmt: skip
+    out["power-entropy"] = aalearn.StochasticBatchSampler(
+        aalearn.UncertaintySampler("entropy", inference={"batch_size": 64, "device": "cpu"}),
+        random_state=0,
+    )
     return out
 
 

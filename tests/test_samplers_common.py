@@ -8,6 +8,7 @@ messages.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import numpy as np
@@ -17,58 +18,92 @@ import torch
 import aalearn
 from aalearn.samplers import AALU_VARIANTS
 
-from .conftest import trained_model
+from .conftest import DEVICES, trained_model
 
-FACTORIES: dict[str, Callable[[int], aalearn.Sampler]] = {
-    "random": lambda s: aalearn.RandomSampler(random_state=s),
-    "entropy": lambda s: aalearn.UncertaintySampler(
-        "entropy", inference={"device": "cpu"}, random_state=s
+#: One or more configurations per sampler class, built from ``(seed, device)``.
+FACTORIES: dict[str, Callable[[int, str], aalearn.Sampler]] = {
+    "random": lambda s, d: aalearn.RandomSampler(random_state=s),
+    "entropy": lambda s, d: aalearn.UncertaintySampler(
+        "entropy", inference={"device": d}, random_state=s
     ),
-    "margin": lambda s: aalearn.UncertaintySampler(
-        "margin", inference={"device": "cpu"}, random_state=s
+    "margin": lambda s, d: aalearn.UncertaintySampler(
+        "margin", inference={"device": d}, random_state=s
     ),
-    "least_confidence": lambda s: aalearn.UncertaintySampler(
-        "least_confidence", inference={"device": "cpu"}, random_state=s
+    "least_confidence": lambda s, d: aalearn.UncertaintySampler(
+        "least_confidence", inference={"device": d}, random_state=s
     ),
-    "bald": lambda s: aalearn.UncertaintySampler(
-        "bald", mc_samples=4, inference={"device": "cpu"}, random_state=s
+    "bald": lambda s, d: aalearn.UncertaintySampler(
+        "bald", mc_samples=4, inference={"device": d}, random_state=s
     ),
-    "coreset": lambda s: aalearn.CoreSetSampler(inference={"device": "cpu"}, random_state=s),
+    "coreset": lambda s, d: aalearn.CoreSetSampler(inference={"device": d}, random_state=s),
+    "badge": lambda s, d: aalearn.BADGESampler(inference={"device": d}, random_state=s),
+    "batchbald": lambda s, d: aalearn.BatchBALDSampler(
+        mc_samples=4, num_samples=100, inference={"device": d}, random_state=s
+    ),
+    "batchbald[max_candidates]": lambda s, d: aalearn.BatchBALDSampler(
+        mc_samples=4, num_samples=100, max_candidates=30, inference={"device": d}, random_state=s
+    ),
+    **{
+        f"stochastic[{mode}-{method}]": (
+            lambda s, d, m=mode, u=method: aalearn.StochasticBatchSampler(
+                aalearn.UncertaintySampler(
+                    u, mc_samples=4, inference={"device": d}, random_state=s
+                ),
+                mode=m,
+                random_state=s,
+            )
+        )
+        for mode, method in (("power", "bald"), ("softmax", "margin"), ("softrank", "entropy"))
+    },
     **{
         f"aalu[{variant}]": (
-            lambda s, v=variant: aalearn.AALUSampler(
-                variant=v,
-                epochs=2,
-                random_state=s,
-                inference={"device": "cpu"},
+            lambda s, d, v=variant: aalearn.AALUSampler(
+                variant=v, epochs=2, random_state=s, inference={"device": d}
             )
         )
         for variant in AALU_VARIANTS
     },
-    "adversarial[features]": lambda s: aalearn.AdversarialSampler(
-        representation="features",
-        epochs=2,
-        random_state=s,
-        inference={"device": "cpu"},
+    "adversarial[features]": lambda s, d: aalearn.AdversarialSampler(
+        representation="features", epochs=2, random_state=s, inference={"device": d}
     ),
-    "adversarial[raw]": lambda s: aalearn.AdversarialSampler(
-        representation="raw",
-        epochs=0.2,
-        vae_channels=8,
-        random_state=s,
-        inference={"device": "cpu"},
+    "adversarial[raw]": lambda s, d: aalearn.AdversarialSampler(
+        representation="raw", epochs=0.2, vae_channels=8, random_state=s, inference={"device": d}
     ),
 }
+#: Samplers whose picks are a ranking: a smaller budget gives a prefix.
+RANKING = {"entropy", "margin", "least_confidence", "bald", "coreset"}
 
 
-@pytest.fixture(scope="module")
-def setup(digits):
+def _exported_sampler_classes() -> list[type]:
+    """Every concrete sampler class that :mod:`aalearn.samplers` exports."""
+    found = []
+    for name in aalearn.samplers.__all__:
+        obj = getattr(aalearn.samplers, name)
+        if (
+            inspect.isclass(obj)
+            and obj not in (aalearn.BaseSampler, aalearn.Sampler)
+            and callable(getattr(obj, "select", None))
+        ):
+            found.append(obj)
+    return found
+
+
+def test_every_exported_sampler_has_a_factory():
+    classes = _exported_sampler_classes()
+    assert aalearn.BADGESampler in classes and aalearn.RandomSampler in classes
+    covered = {type(factory(0, "cpu")) for factory in FACTORIES.values()}
+    missing = [c.__name__ for c in classes if c not in covered]
+    assert not missing, f"samplers exported without a factory in FACTORIES: {missing}"
+
+
+@pytest.fixture(scope="module", params=DEVICES)
+def setup(request, digits):
     pool = aalearn.ActivePool(torch.utils.data.Subset(digits, range(300)))
     first = pool.random_unlabeled(40, random_state=0)
     pool.label(first[:20])
     pool.label(first[20:], labels=digits.tensors[1][first[20:]].numpy())
-    model = trained_model(digits, pool.labeled_indices, epochs=20)
-    return model, pool
+    model = trained_model(digits, pool.labeled_indices, epochs=20).to(request.param)
+    return model, pool, request.param
 
 
 def _state(model, pool):
@@ -81,12 +116,12 @@ def _state(model, pool):
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_contract(setup, name):
-    model, pool = setup
+    model, pool, device = setup
     model.train()
     model.fc.eval()  # a mixed mode must survive
     params, flags, pool_state = _state(model, pool)
     torch_rng, np_rng = torch.random.get_rng_state(), np.random.get_state()
-    sampler = FACTORIES[name](3)
+    sampler = FACTORIES[name](3, device)
     assert isinstance(sampler, aalearn.Sampler)
     assert repr(sampler).startswith(type(sampler).__name__ + "(")
 
@@ -96,12 +131,14 @@ def test_contract(setup, name):
     assert not pool.labeled_mask[picked].any()
     assert ((picked >= 0) & (picked < len(pool))).all()
 
-    again = FACTORIES[name](3).select(model, pool, 25)
+    again = FACTORIES[name](3, device).select(model, pool, 25)
     np.testing.assert_array_equal(picked, again)
     # a prefix property: best first means a smaller budget returns a prefix
-    # (not for stochastic samplers whose draw depends on the budget)
-    if name in {"entropy", "margin", "least_confidence", "bald"}:
-        np.testing.assert_array_equal(FACTORIES[name](3).select(model, pool, 10), picked[:10])
+    # (not for samplers whose draws depend on the budget)
+    if name in RANKING:
+        np.testing.assert_array_equal(
+            FACTORIES[name](3, device).select(model, pool, 10), picked[:10]
+        )
 
     new_params, new_flags, new_pool_state = _state(model, pool)
     assert new_flags == flags
@@ -132,15 +169,15 @@ def test_contract(setup, name):
     ],
 )
 def test_bad_budget_same_message(setup, name, budget, exc, match):
-    model, pool = setup
+    model, pool, device = setup
     with pytest.raises(exc, match=match):
-        FACTORIES[name](0).select(model, pool, budget)
+        FACTORIES[name](0, device).select(model, pool, budget)
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_bad_pool_and_model(setup, name):
-    model, pool = setup
-    sampler = FACTORIES[name](0)
+    model, pool, device = setup
+    sampler = FACTORIES[name](0, device)
     with pytest.raises(TypeError, match="Expected argument `pool` to be an aalearn.ActivePool"):
         sampler.select(model, pool.unlabeled_indices, 3)  # type: ignore[arg-type]
     if getattr(sampler, "requires_model", True):

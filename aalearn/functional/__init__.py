@@ -3,6 +3,8 @@
 One import line per module; every public name is listed in ``__all__`` (sorted).
 """
 
+from aalearn.functional.badge import badge
+from aalearn.functional.batchbald import batchbald
 from aalearn.functional.coreset import k_center_greedy
 from aalearn.functional.losses import (
     assistant_adversarial_loss,
@@ -23,7 +25,9 @@ __all__ = [
     "StreamingTopK",
     "assistant_adversarial_loss",
     "assistant_loss",
+    "badge",
     "bald",
+    "batchbald",
     "entropy",
     "k_center_greedy",
     "kl_divergence",

@@ -2,18 +2,24 @@
 
 from aalearn.samplers.aalu import AALU_VARIANTS, AALUSampler
 from aalearn.samplers.adversarial import AdversarialSampler
+from aalearn.samplers.badge import BADGESampler
 from aalearn.samplers.base import BaseSampler, Sampler
+from aalearn.samplers.batchbald import BatchBALDSampler
 from aalearn.samplers.coreset import CoreSetSampler
 from aalearn.samplers.random import RandomSampler
+from aalearn.samplers.stochastic import StochasticBatchSampler
 from aalearn.samplers.uncertainty import UncertaintySampler
 
 __all__ = [
     "AALU_VARIANTS",
     "AALUSampler",
     "AdversarialSampler",
+    "BADGESampler",
     "BaseSampler",
+    "BatchBALDSampler",
     "CoreSetSampler",
     "RandomSampler",
     "Sampler",
+    "StochasticBatchSampler",
     "UncertaintySampler",
 ]

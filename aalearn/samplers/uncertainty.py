@@ -12,6 +12,7 @@ from torch import nn
 from aalearn import functional as AF
 from aalearn._validation import RandomState, check_int, check_random_state
 from aalearn.inference import InferenceConfig, InferenceOutputs, preserve_mode
+from aalearn.mc_dropout import dropout_modules
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler
 
@@ -101,7 +102,7 @@ class UncertaintySampler(BaseSampler):
         """What the pass must produce for ``method``: probabilities, or MC samples only."""
         if self.method != "bald":
             return {"probs": True}
-        if not any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules()):
+        if not dropout_modules(model):
             raise ValueError("method='bald' needs MC dropout, but the model has no dropout layer.")
         return {"probs": False, "mc_samples": self.mc_samples}
 
