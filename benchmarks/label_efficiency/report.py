@@ -15,6 +15,7 @@ import numpy as np
 from benchmarks.label_efficiency.methods import BASELINES, METHODS, selector_epochs
 from benchmarks.label_efficiency.protocol import (
     DATASETS,
+    PAPER_BATCH,
     PAPER_ITERATIONS,
     PROBE_STEM,
     STEM,
@@ -182,12 +183,11 @@ def settings_table(settings: Settings, pools: dict[str, int]) -> str:
         "digits; the minimum of steps trains the 10 % model enough |",
         "| features for Core-Set and AALU | input of the classifier "
         f"({s.hidden}-d) | layer before the classifier (512-d) | same definition |",
-        f"| AALU and ablations: training | {s.selector_iterations} iterations "
-        f"(`epochs` = {epochs(s.selector_iterations)}) | 100 epochs = {PAPER_ITERATIONS:,} "
-        "iterations on CIFAR-10 | CPU time; raised from 600, which under-trained the selector "
-        "(see Findings) |",
-        f"| AALU and ablations: MLP widths | {tuple(s.aalu_hidden)} (library default "
-        "(512, 256)) | 3-layer MLPs, widths not given | features are 128-d, not 512-d |",
+        _aalu_training_row(s, pools),
+        f"| AALU and ablations: MLP widths | {_aalu_widths(s)} | 3-layer MLPs, widths not given "
+        "| features are 128-d, not 512-d |",
+        "| AALU: batch, ties | `batch='per_class'` (round robin over predicted classes), "
+        "`ties='zero'` (library defaults; `aalu-paper`: top-k) | top-k, Eq. (8) | see Findings |",
         "| AALU: lr, batch, beta, xi, lambda, latent | 5e-4, 128, 1, 0.1, 10, 32 (library "
         "defaults) | 5e-4, 128, 1, 0.1, 10, - | as the paper |",
         f"| VAAL: training | {s.vaal_iterations} iterations (`epochs` = "
@@ -200,6 +200,38 @@ def settings_table(settings: Settings, pools: dict[str, int]) -> str:
         f"{s.cycles + 1} evaluation points | 10 % + 5 % to 40 %, 5 seeds | as the paper |",
     ]
     return "\n".join(lines)
+
+
+def _aalu_training_row(s: Settings, pools: dict[str, int]) -> str:
+    from aalearn.samplers.aalu import DEFAULT_MIN_ITERATIONS
+
+    if s.selector_iterations is not None:
+        its = ", ".join(
+            f"`epochs` = {selector_epochs(s.selector_iterations, n):.1f} on {d}"
+            for d, n in pools.items()
+        )
+        return (
+            f"| AALU and ablations: training | {s.selector_iterations} iterations ({its}) | "
+            f"100 epochs = {PAPER_ITERATIONS:,} iterations on CIFAR-10 | CPU time |"
+        )
+    its = ", ".join(
+        f"{max(DEFAULT_MIN_ITERATIONS, 100 * n // PAPER_BATCH):,} on {d}" for d, n in pools.items()
+    )
+    paper = ", ".join(f"{100 * n // PAPER_BATCH:,} on {d}" for d, n in pools.items())
+    return (
+        f"| AALU and ablations: training | the library's: max({DEFAULT_MIN_ITERATIONS}, 100 "
+        f"epochs) iterations = {its}; `aalu-paper`: 100 epochs = {paper} | 100 epochs = "
+        f"{PAPER_ITERATIONS:,} iterations on CIFAR-10 | 600 iterations under-trained the "
+        "selector (see Findings) |"
+    )
+
+
+def _aalu_widths(s: Settings) -> str:
+    from aalearn.networks import DEFAULT_HIDDEN
+
+    if s.aalu_hidden is None:
+        return f"{tuple(DEFAULT_HIDDEN)} (library default)"
+    return f"{tuple(s.aalu_hidden)} (library default {tuple(DEFAULT_HIDDEN)})"
 
 
 def dataset_tables(curves: dict[tuple[str, str], Curves], dataset: str) -> str:
