@@ -46,7 +46,7 @@ def _duration(seconds: float) -> str:
 
 def _tqdm() -> Optional[Any]:
     try:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
     except ImportError:
         return None
     return tqdm

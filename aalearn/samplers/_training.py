@@ -70,7 +70,7 @@ def _check_progress(progress: Any) -> Progress:
             f"Expected argument `progress` to be a bool, a callable or None, but got "
             f"{type(progress).__name__}."
         )
-    return progress  # type: ignore[no-any-return]
+    return progress
 
 
 def _check_feature_layer(feature_layer: Any) -> None:
