@@ -76,7 +76,7 @@ def _samplers() -> dict[str, Any]:
     if coreset is not None:
         out["coreset"] = coreset(batch_size=64, device="cpu")
     if aalu is not None:
-        out["aalu"] = aalu(**small)
+        out["aalu"] = aalu(min_iterations=0, **small)
     if adversarial is not None:  # VAAL's feature-space form, and raw VAAL kept tiny
         out["adversarial"] = adversarial(representation="features", **small)
         out["vaal"] = adversarial(

@@ -33,7 +33,7 @@ FACTORIES: dict[str, Callable[[int], aalearn.Sampler]] = {
     **{
         f"aalu[{variant}]": (
             lambda s, v=variant: aalearn.AALUSampler(
-                variant=v, epochs=2, random_state=s, device="cpu"
+                variant=v, epochs=2, min_iterations=0, random_state=s, device="cpu"
             )
         )
         for variant in AALU_VARIANTS
