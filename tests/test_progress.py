@@ -87,7 +87,7 @@ def test_bar_on_a_terminal():
     out = stream.getvalue()
     assert report.mode == "bar"
     assert out.startswith("AALUSampler: training the selector for 10 iterations")
-    assert "10/10" in out and "ranking 0.25" in out
+    assert "10/10" in out and "rank=0.25" in out
 
 
 def test_callback_gets_each_epochs_mean_losses():

@@ -28,7 +28,19 @@ class _Meter(Protocol):
     def pop(self) -> dict[str, float]: ...
 
 
-def _losses_text(losses: dict[str, float]) -> str:
+#: Short names of the loss terms for the bar's postfix (the plain lines use the full ones).
+_SHORT = {
+    "representation": "rep",
+    "vae_adversarial": "vae_adv",
+    "assistant_adversarial": "A_adv",
+    "ranking": "rank",
+    "discriminator": "disc",
+}
+
+
+def _losses_text(losses: dict[str, float], short: bool = False) -> str:
+    if short:
+        return " ".join(f"{_SHORT.get(k, k)}={v:.3g}" for k, v in losses.items())
     return ", ".join(f"{k} {v:.4g}" for k, v in losses.items())
 
 
@@ -111,7 +123,7 @@ class TrainingProgress:
         if self.callback is not None:
             self.callback(epoch, losses)
         elif self._bar is not None:
-            self._bar.set_postfix_str(_losses_text(losses), refresh=False)
+            self._bar.set_postfix_str(_losses_text(losses, short=True), refresh=False)
             self._bar.update(n_iter)
         elif epoch in self._report_at:
             elapsed = time.perf_counter() - self._start

@@ -305,6 +305,14 @@ def cost_table(curves: dict[tuple[str, str], Curves], datasets: Sequence[str]) -
     return "\n".join(lines)
 
 
+def best_uncertainty(main: dict[tuple[str, str], Curves], dataset: str) -> Optional[str]:
+    """The uncertainty method of highest mean AUC on ``dataset`` in ``main``."""
+    import aalearn
+
+    names = [m for m in aalearn.UncertaintySampler.methods if (dataset, m) in main]
+    return max(names, key=lambda m: float(main[(dataset, m)].auc.mean())) if names else None
+
+
 def probe_table(
     probes: dict[tuple[str, str], Curves],
     main: dict[tuple[str, str], Curves],
@@ -312,19 +320,22 @@ def probe_table(
 ) -> str:
     lines = [
         "| dataset | method | seeds | AUC | minus random (paired) | beats random | "
-        "minus aalu (paired) | beats aalu | loss ratio | class entropy | s per selection |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "minus aalu (paired) | beats aalu | minus best uncertainty (paired) | beats it | "
+        "loss ratio | class entropy | s per selection |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (d, m), c in sorted(probes.items()):
         rand = main.get((d, "random"))
         # The reference AALU must have the probes' selector settings.
         aalu = probes.get((d, "aalu"), main.get((d, "aalu")) if same_selectors else None)
+        best = best_uncertainty(main, d)
         dr, wr = _diff(paired(c, rand) if rand is not None else None)
         da, wa = _diff(paired(c, aalu) if aalu is not None and c is not aalu else None)
+        du, wu = _diff(paired(c, main[(d, best)]) if best is not None else None)
         lines.append(
             f"| {d} | `{m}` | {c.seeds.size} | {_pm(c.auc, digits=2)} | {dr} | {wr} | {da} | "
-            f"{wa} | {np.nanmean(c.loss_ratio):.2f} | {np.nanmean(c.class_entropy):.2f} | "
-            f"{np.nanmean(c.selection):.2f} |"
+            f"{wa} | {du} ({best}) | {wu} | {np.nanmean(c.loss_ratio):.2f} | "
+            f"{np.nanmean(c.class_entropy):.2f} | {np.nanmean(c.selection):.2f} |"
         )
     return "\n".join(lines)
 
