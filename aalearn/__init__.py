@@ -7,7 +7,7 @@ items to label next and keeps track of the labeled and unlabeled pools.
 """
 
 from aalearn import functional
-from aalearn.inference import InferenceOutputs, collect, stream
+from aalearn.inference import InferenceConfig, InferenceOutputs, collect, stream
 from aalearn.pool import ActivePool, PoolSubset
 from aalearn.samplers import (
     AALUSampler,
@@ -27,6 +27,7 @@ __all__ = [
     "AdversarialSampler",
     "BaseSampler",
     "CoreSetSampler",
+    "InferenceConfig",
     "InferenceOutputs",
     "PoolSubset",
     "RandomSampler",

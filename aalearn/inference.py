@@ -3,27 +3,32 @@
 Samplers never write their own loop over the pool: they ask :func:`collect` (or
 the streaming :func:`stream`) for what they need, probabilities, features from a
 named layer, per-sample losses, Monte-Carlo dropout samples or the raw inputs,
-and get it from a single pass.
+and get it from a single pass. How the pass reads the user's batches and model
+outputs is one :class:`InferenceConfig`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import difflib
+import inspect
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from aalearn._validation import Device, check_int, resolve_device
-from aalearn.pool import PoolSubset
+from aalearn.pool import DEFAULT_LABEL_KEYS, PoolSubset
 
 __all__ = [
+    "InferenceConfig",
     "InferenceOutputs",
     "collect",
     "default_input_fn",
@@ -34,23 +39,211 @@ __all__ = [
     "stream",
 ]
 
+_OUTPUTS = ("logits", "probs", "log_probs")
+_FEATURE_SOURCES = ("input", "output")
+_FEATURE_POOLING = ("avg", "flatten")
 
-def default_input_fn(batch: Any) -> torch.Tensor:
-    """The model input of a collated batch: its first element if it is a tuple or list."""
+
+@dataclass(frozen=True, repr=False)
+class InferenceConfig:
+    """How the inference pass reads batches, calls the model and reads its outputs.
+
+    One frozen value handed to every sampler (``inference=``) and to
+    :func:`collect` / :func:`stream`. A plain mapping with the same keys is accepted
+    wherever a config is (``inference={"device": "cpu"}``); unknown keys are an error.
+
+    Parameters
+    ----------
+    batch_size : int
+        Items per forward pass (also the ``DataLoader`` batch size).
+    device : str, torch.device or None
+        Where the pass runs. ``None`` follows the model's parameters; an explicit
+        device must be the model's (the model is never moved).
+    num_workers : int
+        ``DataLoader`` workers. With ``0`` and a :class:`~torch.utils.data.TensorDataset`
+        (or a ``Subset`` of one) the batches are gathered from the resident tensors with
+        one index operation per batch, without a ``DataLoader``.
+    input_fn : callable, optional
+        Collated batch -> model input. The input may be a tensor (``model(x)``), a
+        tuple or list (``model(*x)``) or a mapping (``model(**x)``); nested tensors
+        move to the device. Default (:func:`default_input_fn`): element 0 of a tuple
+        batch; for a dict batch, every key except the label key.
+    target_fn : callable, optional
+        Collated batch -> class targets, for the per-sample losses (only samplers that
+        use losses read it, such as :class:`~aalearn.AALUSampler` with ranking; the others
+        ignore it). Default (:func:`default_target_fn`): element 1 of a tuple batch, the
+        label key of a dict batch. Labels an oracle gave through the pool take precedence.
+    output_fn : callable, optional
+        Model output -> class scores. Default: the output itself if it is a tensor, its
+        ``"logits"`` entry or ``.logits`` attribute (HuggingFace), or the first element
+        of a tuple or list. The scores must be ``(B, C)`` with ``C >= 2``, or ``(B,)`` /
+        ``(B, 1)`` for a binary model with one logit (read as ``[1 - sigmoid, sigmoid]``).
+    outputs : {"logits", "probs", "log_probs"}
+        What the class scores are: logits (softmax applied here), or probabilities /
+        log-probabilities from a model that ends in its own (log-)softmax or sigmoid.
+    label_key : str, optional
+        The label key of dict items. ``None``: ``"label"`` or ``"labels"`` (the
+        HuggingFace names), whichever the batch has.
+    feature_layer : str or "auto"
+        The module whose input (or output) is the feature vector, by its name in
+        ``model.named_modules()``. ``"auto"``: the input of the last
+        :class:`torch.nn.Linear` *called* during the forward pass (the classifier's
+        input), found on the first batch.
+    feature_source : {"input", "output"}
+        Capture the feature layer's input (default) or its output.
+    feature_pooling : {"avg", "flatten"}
+        Features of rank > 2, ``(B, C, *spatial)`` as after a conv layer, are averaged over
+        the spatial dimensions (``"avg"``: ``(B, C)``) or flattened (``"flatten"``).
+    autocast : bool
+        Run the forward pass under :func:`torch.autocast` (mixed precision).
+
+    Examples
+    --------
+    >>> from aalearn import InferenceConfig
+    >>> cfg = InferenceConfig(batch_size=64, device="cpu")
+    >>> cfg
+    InferenceConfig(batch_size=64, device='cpu')
+    >>> InferenceConfig.coerce({"batch_size": 64, "device": "cpu"}) == cfg
+    True
+    >>> cfg.replace(outputs="probs").outputs
+    'probs'
+    >>> InferenceConfig(batch_size=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: Expected argument `batch_size` to be >= 1, but got 0.
+    """
+
+    batch_size: int = 256
+    device: Device = None
+    num_workers: int = 0
+    input_fn: Optional[Callable[[Any], Any]] = None
+    target_fn: Optional[Callable[[Any], Any]] = None
+    output_fn: Optional[Callable[[Any], Any]] = None
+    outputs: str = "logits"
+    label_key: Optional[str] = None
+    feature_layer: Optional[str] = "auto"
+    feature_source: str = "input"
+    feature_pooling: str = "avg"
+    autocast: bool = False
+
+    def __post_init__(self) -> None:
+        check_int(self.batch_size, "batch_size", minimum=1)
+        check_int(self.num_workers, "num_workers", minimum=0)
+        resolve_device(self.device)
+        for name in ("input_fn", "target_fn", "output_fn"):
+            fn = getattr(self, name)
+            if fn is not None and not callable(fn):
+                raise TypeError(
+                    f"Expected argument `{name}` to be callable or None, but got "
+                    f"{type(fn).__name__}."
+                )
+        for name, allowed in (
+            ("outputs", _OUTPUTS),
+            ("feature_source", _FEATURE_SOURCES),
+            ("feature_pooling", _FEATURE_POOLING),
+        ):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(
+                    f"Expected argument `{name}` to be one of {list(allowed)}, but got {value!r}."
+                )
+        for name in ("label_key", "feature_layer"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(
+                    f"Expected argument `{name}` to be a str or None, but got "
+                    f"{type(value).__name__}."
+                )
+        if not isinstance(self.autocast, bool):
+            raise TypeError(
+                "Expected argument `autocast` to be a bool, but got "
+                f"{type(self.autocast).__name__}."
+            )
+
+    @classmethod
+    def coerce(cls, value: Union[InferenceConfig, Mapping[str, Any], None]) -> InferenceConfig:
+        """``value`` as a config: ``None`` gives the defaults, a mapping its fields."""
+        if value is None:
+            return cls()
+        if isinstance(value, InferenceConfig):
+            return value
+        if isinstance(value, Mapping):
+            return cls().replace(**value)
+        raise TypeError(
+            "Expected argument `inference` to be an aalearn.InferenceConfig, a dict of its "
+            f"fields or None, but got {type(value).__name__}."
+        )
+
+    def replace(self, **changes: Any) -> InferenceConfig:
+        """A copy with ``changes`` applied (validated); unknown names are a ``TypeError``."""
+        names = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            raise TypeError(
+                f"Unexpected inference argument(s) {unknown}; the fields of "
+                f"aalearn.InferenceConfig are {names}."
+            )
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        shown = [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not f.default and getattr(self, f.name) != f.default
+        ]
+        return f"InferenceConfig({', '.join(shown)})"
+
+
+def _label_keys(label_key: Optional[str]) -> tuple[str, ...]:
+    return DEFAULT_LABEL_KEYS if label_key is None else (label_key,)
+
+
+def default_input_fn(batch: Any, label_key: Optional[str] = None) -> Any:
+    """The model input of a collated batch.
+
+    Element 0 of a tuple or list batch; for a mapping, every key except the label key
+    (``label_key``, or ``"label"`` / ``"labels"``), for ``model(**inputs)``; any other
+    batch as is.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aalearn.inference import default_input_fn
+    >>> batch = {"input_ids": torch.ones(2, 3), "label": torch.tensor([0, 1])}
+    >>> sorted(default_input_fn(batch))
+    ['input_ids']
+    >>> default_input_fn((torch.zeros(2, 4), torch.tensor([0, 1]))).shape
+    torch.Size([2, 4])
+    """
     if isinstance(batch, (tuple, list)):
         return batch[0]
-    if isinstance(batch, dict):
-        raise TypeError(
-            "Cannot find the model input in a dict batch: pass `input_fn`, e.g. "
-            "input_fn=lambda b: b['image']."
-        )
+    if isinstance(batch, Mapping):
+        skip = _label_keys(label_key)
+        return {k: v for k, v in batch.items() if k not in skip}
     return batch
 
 
-def default_target_fn(batch: Any) -> torch.Tensor:
-    """The target of a collated batch: its second element."""
+def default_target_fn(batch: Any, label_key: Optional[str] = None) -> Any:
+    """The class targets of a collated batch: element 1 of a tuple, the label key of a dict.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aalearn.inference import default_target_fn
+    >>> default_target_fn({"x": torch.ones(2), "labels": torch.tensor([1, 0])}).tolist()
+    [1, 0]
+    """
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         return batch[1]
+    if isinstance(batch, Mapping):
+        for key in _label_keys(label_key):
+            if key in batch:
+                return batch[key]
+        raise ValueError(
+            f"Per-sample losses need targets, but the dict batch has none of the label keys "
+            f"{list(_label_keys(label_key))} (its keys: {sorted(batch)}): pass "
+            "inference={'label_key': ...} or `target_fn`, or label the pool with labels=..."
+        )
     raise ValueError(
         "Per-sample losses need targets, but the batch has no second element: pass "
         "`target_fn`, or label the pool with labels=..."
@@ -68,9 +261,9 @@ class InferenceOutputs:
     indices : numpy.ndarray
         Dataset indices, ``int64``, in the order processed.
     probs : torch.Tensor or None
-        Softmax probabilities ``(N, C)``, float32.
+        Class probabilities ``(N, C)``, float32 (a binary one-logit model gives ``C = 2``).
     features : torch.Tensor or None
-        Input of the feature layer, flattened to ``(N, D)``.
+        The feature layer's input (or output), ``(N, D)`` (see :class:`InferenceConfig`).
     losses : torch.Tensor or None
         Per-sample cross-entropy ``(N,)``.
     mc_probs : torch.Tensor or None
@@ -97,39 +290,56 @@ class InferenceOutputs:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def find_feature_layer(model: nn.Module, feature_layer: Optional[str] = "auto") -> nn.Module:
-    """The module whose *input* is captured as the feature vector.
+def find_feature_layer(model: nn.Module, feature_layer: str) -> nn.Module:
+    """The module named ``feature_layer`` in ``model.named_modules()``, or a clear error.
 
-    ``"auto"`` picks the last :class:`torch.nn.Linear` registered in ``model``
-    (the final classifier in the usual ``features -> fc`` layout); a string picks
-    the module of that name in ``model.named_modules()``.
+    The error lists the closest names (:mod:`difflib`). ``"auto"`` is not resolved
+    here: the pass finds the last :class:`torch.nn.Linear` called on the first batch.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from aalearn.inference import find_feature_layer
+    >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> find_feature_layer(model, "2")
+    Linear(in_features=8, out_features=2, bias=True)
+    >>> find_feature_layer(model, "3")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: Expected argument `feature_layer` to name a module of the model, but got '3'; ...
     """
-    modules = dict(model.named_modules())
-    if feature_layer is None or feature_layer == "auto":
-        linears = [m for m in modules.values() if isinstance(m, nn.Linear)]
-        if not linears:
-            raise ValueError(
-                "Cannot find a default feature layer: the model has no nn.Linear. Pass "
-                "`feature_layer` with the name of the module whose input is the feature vector."
-            )
-        return linears[-1]
     if not isinstance(feature_layer, str):
         raise TypeError(
             f"Expected argument `feature_layer` to be a module name or 'auto', but got "
             f"{type(feature_layer).__name__}."
         )
+    modules = dict(model.named_modules())
     if feature_layer not in modules:
-        names = [n for n in modules if n][:20]
+        names = [n for n in modules if n]
+        close = difflib.get_close_matches(feature_layer, names, n=5, cutoff=0.5)
+        hint = f"close matches: {close}" if close else f"modules include {names[:20]}"
         raise ValueError(
             f"Expected argument `feature_layer` to name a module of the model, but got "
-            f"{feature_layer!r}; modules include {names}."
+            f"{feature_layer!r}; {hint}. Pass inference={{'feature_layer': NAME}} with a "
+            "name from model.named_modules(), or 'auto'."
         )
     return modules[feature_layer]
 
 
 @contextlib.contextmanager
 def preserve_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Record every submodule's ``training`` flag and restore it exactly on exit."""
+    """Record every submodule's ``training`` flag and restore it exactly on exit.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from aalearn.inference import preserve_mode
+    >>> model = nn.Linear(2, 2)
+    >>> with preserve_mode(model):
+    ...     _ = model.eval()
+    >>> model.training
+    True
+    """
     flags = [(m, m.training) for m in model.modules()]
     try:
         yield model
@@ -147,17 +357,195 @@ def _set_mc_dropout(model: nn.Module, on: bool) -> None:
             m.train(on)
 
 
-def _logits_of(out: Any) -> torch.Tensor:
+# ------------------------------------------------------------------ inputs
+
+
+def _to_device(obj: Any, dev: torch.device, non_blocking: bool) -> Any:
+    """``obj`` with every tensor in it (nested tuples, lists, mappings) moved to ``dev``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(dev, non_blocking=non_blocking)
+    if isinstance(obj, Mapping):
+        return {k: _to_device(v, dev, non_blocking) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_to_device(v, dev, non_blocking) for v in obj)
+    return obj
+
+
+def _first_tensor(obj: Any) -> Optional[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return obj
+    values = obj.values() if isinstance(obj, Mapping) else obj
+    if isinstance(obj, (Mapping, tuple, list)):
+        for v in values:
+            t = _first_tensor(v)
+            if t is not None:
+                return t
+    return None
+
+
+def _call(model: nn.Module, x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return model(**x)
+    if isinstance(x, (tuple, list)):
+        return model(*x)
+    return model(x)
+
+
+def _check_forward_keys(model: nn.Module, keys: list[str]) -> None:
+    """A clear error when ``model.forward`` cannot take the keyword arguments ``keys``."""
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # a builtin or C forward: let the call speak
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    named = [
+        n
+        for n, p in params.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    bad = [k for k in keys if k not in named]
+    if bad:
+        raise TypeError(
+            f"The model's forward does not take the batch key(s) {bad}: the dict batch's keys "
+            f"{keys} go to model(**batch), and its forward's parameters are {named}. Pass "
+            "inference={'input_fn': ...} to choose the model's inputs, or "
+            "inference={'label_key': ...} if one of them is the label."
+        )
+
+
+# ----------------------------------------------------------------- outputs
+
+
+def _scores_of(out: Any) -> torch.Tensor:
+    """The class scores in a model output: a tensor, ``logits`` entry/attribute, element 0."""
     if isinstance(out, torch.Tensor):
         return out
+    if isinstance(out, Mapping) and isinstance(out.get("logits"), torch.Tensor):
+        return out["logits"]
+    if isinstance(getattr(out, "logits", None), torch.Tensor):
+        return out.logits
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         return out[0]
-    if isinstance(out, dict) and isinstance(out.get("logits"), torch.Tensor):
-        return out["logits"]
     raise TypeError(
-        "Expected the model to return a logits tensor (N, C), a tuple whose first element "
-        f"is one, or a dict with 'logits', but got {type(out).__name__}."
+        "Expected the model to return class scores: a tensor (B, C), a tuple or list whose "
+        "first element is one, a dict with 'logits' or an object with a `.logits` tensor, "
+        f"but got {type(out).__name__}. Pass inference={{'output_fn': ...}} to extract them."
     )
+
+
+def _as_logits(scores: torch.Tensor, n: int, outputs: str) -> torch.Tensor:
+    """``(n, C)`` float32 logits whose softmax is the model's class probabilities.
+
+    A binary model with one logit ``l`` (shape ``(n,)`` or ``(n, 1)``) becomes the
+    two logits ``[0, l]``: softmax gives ``[1 - sigmoid(l), sigmoid(l)]``.
+    """
+    shape = tuple(scores.shape)
+    binary = scores.ndim == 1 or (scores.ndim == 2 and shape[1] == 1)
+    if not (binary or (scores.ndim == 2 and shape[1] >= 2)) or shape[0] != n:
+        raise ValueError(
+            f"Expected the model's class scores for a batch of {n} items to have shape "
+            f"({n}, C) with C >= 2, or ({n},) / ({n}, 1) for a binary model with one logit, "
+            f"but got shape {shape}. For other outputs (e.g. per-token scores (B, T, C)) pass "
+            "inference={'output_fn': ...} returning one (B, C) row per item."
+        )
+    s = scores.float()
+    if not binary:
+        return s if outputs != "probs" else s.log()
+    s = s.reshape(n, 1)
+    if outputs == "logits":
+        return torch.cat([torch.zeros_like(s), s], dim=1)
+    if outputs == "probs":
+        return torch.cat([1 - s, s], dim=1).log()
+    return torch.cat([torch.log1p(-s.exp()), s], dim=1)  # log-probability of class 1
+
+
+# ---------------------------------------------------------------- features
+
+
+class _FeatureTap:
+    """Forward hooks capturing the feature layer's input or output on each forward pass."""
+
+    def __init__(self, model: nn.Module, cfg: InferenceConfig) -> None:
+        self.cfg = cfg
+        self.auto = cfg.feature_layer is None or cfg.feature_layer == "auto"
+        self.value: Optional[torch.Tensor] = None
+        self.enabled = True
+        self.hooks: list[Any] = []
+        if self.auto:
+            self.layers: dict[nn.Module, str] = {
+                m: n for n, m in model.named_modules() if isinstance(m, nn.Linear)
+            }
+            if cfg.feature_source == "output":
+                raise ValueError(
+                    "Expected argument `feature_layer` to name a module when "
+                    "feature_source='output' ('auto' is the input of the last nn.Linear): "
+                    "pass inference={'feature_layer': NAME, 'feature_source': 'output'}."
+                )
+        else:
+            assert cfg.feature_layer is not None
+            self.layers = {find_feature_layer(model, cfg.feature_layer): cfg.feature_layer}
+        self.called: Optional[nn.Module] = None
+        for m in self.layers:
+            self._hook(m)
+
+    def _hook(self, module: nn.Module) -> None:
+        if self.cfg.feature_source == "input":
+
+            def pre(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+                if self.enabled:
+                    self._take(m, _first_tensor((args, kwargs)))
+
+            self.hooks.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+        else:
+
+            def post(m: nn.Module, _args: tuple[Any, ...], out: Any) -> None:
+                if self.enabled:
+                    self._take(m, out if isinstance(out, torch.Tensor) else _first_tensor(out))
+
+            self.hooks.append(module.register_forward_hook(post))
+
+    def _take(self, module: nn.Module, t: Optional[torch.Tensor]) -> None:
+        if t is None:
+            raise TypeError(
+                f"The feature layer {self.layers[module]!r} has no tensor "
+                f"{self.cfg.feature_source}; pass another inference={{'feature_layer': ...}}."
+            )
+        self.value, self.called = t, module
+
+    def features(self) -> torch.Tensor:
+        """The features of the last forward pass, pooled to ``(B, D)``; resets the tap."""
+        if self.value is None:
+            if self.auto:
+                raise ValueError(
+                    "feature_layer='auto' takes the input of the last nn.Linear called during "
+                    "the forward pass, but the model called none. Pass "
+                    "inference={'feature_layer': NAME} (a name from model.named_modules())."
+                )
+            raise ValueError(
+                f"The feature layer {self.cfg.feature_layer!r} was not called during the "
+                "forward pass, so it has no features. Pass inference={'feature_layer': NAME} "
+                "naming a module that the model's forward calls."
+            )
+        t, self.value = self.value, None
+        if self.auto and len(self.hooks) > 1:  # found on the first batch: keep only its hook
+            assert self.called is not None
+            self.remove()
+            self.layers = {self.called: self.layers[self.called]}
+            self._hook(self.called)
+        if t.ndim == 1:
+            return t.float().unsqueeze(1)
+        if t.ndim > 2 and self.cfg.feature_pooling == "avg":
+            return t.float().flatten(2).mean(dim=2)
+        return t.float().flatten(1)
+
+    def remove(self) -> None:
+        for h in self.hooks:
+            h.remove()
+        self.hooks = []
+
+
+# ------------------------------------------------------------------ device
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
@@ -206,6 +594,105 @@ def inference_device(model: nn.Module, device: Device = None) -> torch.device:
     return dev
 
 
+def _resident(dataset: Dataset) -> Optional[tuple[tuple[torch.Tensor, ...], Optional[np.ndarray]]]:
+    """The tensors of a ``TensorDataset`` (through any ``Subset`` chain) and the index map."""
+    base: Optional[np.ndarray] = None
+    while isinstance(dataset, Subset):
+        idx = np.asarray(dataset.indices, dtype=np.int64)
+        base = idx if base is None else idx[base]
+        dataset = dataset.dataset
+    if type(dataset) is TensorDataset:
+        return dataset.tensors, base
+    return None
+
+
+def _batches(
+    dataset: Dataset, indices: np.ndarray, cfg: InferenceConfig, dev: torch.device
+) -> Iterator[Any]:
+    """Collated batches of ``dataset[indices]``, in order."""
+    resident = _resident(dataset) if cfg.num_workers == 0 else None
+    if resident is not None:
+        # Resident tensors: one gather per tensor and batch, as default collation would
+        # produce (a list of stacked tensors), without a per-item Python loop.
+        tensors, base = resident
+        rows = torch.from_numpy(np.array(indices if base is None else base[indices]))
+        pin = dev.type == "cuda"
+        for start in range(0, rows.shape[0], cfg.batch_size):
+            sel = rows[start : start + cfg.batch_size]
+            batch = [t[sel.to(t.device)] for t in tensors]
+            yield [t.pin_memory() if pin and t.device.type == "cpu" else t for t in batch]
+        return
+    yield from DataLoader(
+        PoolSubset(dataset, indices),
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        num_workers=cfg.num_workers,
+        pin_memory=dev.type == "cuda",
+        # A private generator: iterating a DataLoader otherwise draws its base seed
+        # from torch's global RNG, and samplers must leave that untouched.
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+class _Pass:
+    """One batch of the pass: model input, forward passes and what comes out of them."""
+
+    def __init__(self, model: nn.Module, cfg: InferenceConfig, dev: torch.device) -> None:
+        self.model, self.cfg, self.dev = model, cfg, dev
+        self.non_blocking = dev.type == "cuda"
+        self.checked_keys = False
+
+    def inputs(self, batch: Any) -> tuple[Any, int]:
+        cfg = self.cfg
+        x = (
+            cfg.input_fn(batch)
+            if cfg.input_fn is not None
+            else default_input_fn(batch, cfg.label_key)
+        )
+        x = _to_device(x, self.dev, self.non_blocking)
+        if isinstance(x, Mapping) and not self.checked_keys:
+            _check_forward_keys(self.model, list(x))
+            self.checked_keys = True
+        first = _first_tensor(x)
+        if first is None or first.ndim == 0:
+            raise TypeError(
+                "Expected the model input to be a tensor, or a tuple, list or dict holding "
+                f"batched tensors, but got {type(x).__name__} with none: pass "
+                "inference={'input_fn': ...}."
+            )
+        return x, int(first.shape[0])
+
+    def logits(self, x: Any, n: int) -> torch.Tensor:
+        cfg = self.cfg
+        with torch.autocast(self.dev.type, enabled=cfg.autocast):
+            out = _call(self.model, x)
+        if cfg.output_fn is not None:
+            out = cfg.output_fn(out)
+        return _as_logits(_scores_of(out), n, cfg.outputs)
+
+    def targets(self, batch: Any, labels: Optional[np.ndarray], start: int, n: int) -> torch.Tensor:
+        cfg = self.cfg
+        lab = None if labels is None else labels[start : start + n]
+        if lab is not None and (lab >= 0).all():
+            return torch.from_numpy(lab).to(self.dev, non_blocking=self.non_blocking)
+        raw = (
+            cfg.target_fn(batch)
+            if cfg.target_fn is not None
+            else default_target_fn(batch, cfg.label_key)
+        )
+        y = torch.as_tensor(raw).to(self.dev).long().reshape(-1)
+        if y.shape[0] != n:
+            raise ValueError(
+                f"Expected the targets of a batch of {n} items to be {n} class labels, but got "
+                f"shape {tuple(torch.as_tensor(raw).shape)}; pass inference={{'target_fn': ...}}."
+            )
+        if lab is None:
+            return y
+        return torch.where(
+            torch.from_numpy(lab).to(self.dev) >= 0, torch.from_numpy(lab).to(self.dev), y
+        )
+
+
 def stream(
     model: nn.Module,
     dataset: Dataset,
@@ -218,21 +705,17 @@ def stream(
     inputs: bool = False,
     mc_samples: int = 0,
     labels: Optional[np.ndarray] = None,
-    feature_layer: Optional[str] = "auto",
-    batch_size: int = 256,
-    device: Device = None,
-    num_workers: int = 0,
-    input_fn: Optional[Callable[[Any], torch.Tensor]] = None,
-    target_fn: Optional[Callable[[Any], torch.Tensor]] = None,
-    autocast: bool = False,
+    inference: Union[InferenceConfig, Mapping[str, Any], None] = None,
+    **options: Any,
 ) -> None:
     """Run ``model`` over ``dataset[indices]`` batch by batch and hand each batch to ``consume``.
 
     The model runs in ``eval()`` mode under :func:`torch.inference_mode`; every
     submodule's training flag is restored afterwards. With ``mc_samples=K > 0``
     the pass adds ``K`` stochastic forward passes per batch with the dropout
-    layers on and batch norm still in eval mode (MC dropout). See :func:`collect`
-    for the parameters. Use it to keep memory at one batch, e.g. with
+    layers on and batch norm still in eval mode (MC dropout); the deterministic
+    forward pass runs only when ``probs``, ``features`` or ``losses`` need it. See
+    :func:`collect` for the parameters. Use it to keep memory at one batch, e.g. with
     :class:`aalearn.functional.StreamingTopK`.
 
     Examples
@@ -249,14 +732,15 @@ def stream(
     >>> sizes
     [4, 4, 2]
     """
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
-    num_workers = check_int(num_workers, "num_workers", minimum=0)
+    cfg = InferenceConfig.coerce(inference)
+    if options:
+        cfg = cfg.replace(**options)
     mc_samples = check_int(mc_samples, "mc_samples", minimum=0)
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"Expected argument `model` to be a torch.nn.Module, but got {type(model).__name__}."
         )
-    dev = inference_device(model, device)
+    dev = inference_device(model, cfg.device)
     indices = np.asarray(indices, dtype=np.int64)
     if labels is not None:
         labels = np.asarray(labels, dtype=np.int64)
@@ -265,88 +749,67 @@ def stream(
                 f"Expected argument `labels` to match `indices` in shape {indices.shape}, but "
                 f"got {labels.shape}."
             )
-    get_input = input_fn or default_input_fn
-    get_target = target_fn or default_target_fn
-    subset = PoolSubset(dataset, indices)
-    loader = DataLoader(
-        subset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=dev.type == "cuda",
-        # A private generator: iterating a DataLoader otherwise draws its base seed
-        # from torch's global RNG, and samplers must leave that untouched.
-        generator=torch.Generator().manual_seed(0),
-    )
-    captured: list[torch.Tensor] = []
-    hook = None
-    if features:
-        layer = find_feature_layer(model, feature_layer)
-
-        def _hook(_m: nn.Module, args: tuple[Any, ...]) -> None:
-            captured.append(args[0])
-
-        hook = layer.register_forward_pre_hook(_hook)
-    non_blocking = dev.type == "cuda"
+    step = _Pass(model, cfg, dev)
+    tap = _FeatureTap(model, cfg) if features else None
+    deterministic = probs or features or losses
+    bad_labels: list[torch.Tensor] = []
     start = 0
     try:
         with preserve_mode(model), torch.inference_mode():
             model.eval()
-            for batch in loader:
-                x = get_input(batch).to(dev, non_blocking=non_blocking)
-                n = x.shape[0]
-                captured.clear()
-                with torch.autocast(dev.type, enabled=autocast):
-                    logits = _logits_of(model(x)).float()
+            for batch in _batches(dataset, indices, cfg, dev):
+                x, n = step.inputs(batch)
                 out = InferenceOutputs(indices=indices[start : start + n])
-                if probs:
-                    out.probs = logits.softmax(dim=-1)
-                if features:
-                    if not captured:
-                        raise RuntimeError("The feature layer was not called during forward.")
-                    out.features = captured[-1].flatten(1).float()
-                if losses:
-                    y = _targets(batch, get_target, labels, start, n, dev, non_blocking)
-                    out.losses = F.cross_entropy(logits, y, reduction="none")
+                if deterministic:
+                    logits = step.logits(x, n)
+                    if probs:
+                        out.probs = logits.softmax(dim=-1)
+                    if tap is not None:
+                        out.features = tap.features()
+                    if losses:
+                        y = step.targets(batch, labels, start, n)
+                        n_classes = logits.shape[1]
+                        bad = (y < 0) | (y >= n_classes)
+                        bad_labels.append(bad)
+                        # Clamped so that an out-of-range label cannot trip a device-side
+                        # assert; the pass raises after the last batch (one host sync).
+                        out.losses = F.cross_entropy(
+                            logits, y.clamp(0, n_classes - 1), reduction="none"
+                        )
                 if inputs:
+                    if not isinstance(x, torch.Tensor):
+                        raise TypeError(
+                            "This sampler needs the raw model inputs as one tensor, but the "
+                            f"model input is a {type(x).__name__}: pass "
+                            "inference={'input_fn': ...} returning a tensor."
+                        )
                     out.inputs = x
                 if mc_samples:
-                    if hook is not None:
-                        hook.remove()
-                        hook = None
+                    if tap is not None:
+                        tap.enabled = False
                     _set_mc_dropout(model, True)
-                    draws = []
-                    for _ in range(mc_samples):
-                        with torch.autocast(dev.type, enabled=autocast):
-                            draws.append(_logits_of(model(x)).float().softmax(dim=-1))
+                    draws = [step.logits(x, n).softmax(dim=-1) for _ in range(mc_samples)]
                     _set_mc_dropout(model, False)
+                    if tap is not None:
+                        tap.enabled = True
                     out.mc_probs = torch.stack(draws, dim=1)
-                    if features:
-                        hook = layer.register_forward_pre_hook(_hook)
                 consume(out)
                 start += n
     finally:
-        if hook is not None:
-            hook.remove()
+        if tap is not None:
+            tap.remove()
+    if bad_labels:
+        _check_labels(torch.cat(bad_labels), indices, n_classes)
 
 
-def _targets(
-    batch: Any,
-    get_target: Callable[[Any], torch.Tensor],
-    labels: Optional[np.ndarray],
-    start: int,
-    n: int,
-    dev: torch.device,
-    non_blocking: bool,
-) -> torch.Tensor:
-    if labels is not None:
-        lab = labels[start : start + n]
-        if (lab >= 0).all():
-            return torch.from_numpy(lab).to(dev, non_blocking=non_blocking)
-        y = torch.as_tensor(get_target(batch)).to(dev).long()
-        known = torch.from_numpy(lab).to(dev)
-        return torch.where(known >= 0, known, y)
-    return torch.as_tensor(get_target(batch)).to(dev, non_blocking=non_blocking).long()
+def _check_labels(bad: torch.Tensor, indices: np.ndarray, n_classes: int) -> None:
+    if bool(bad.any()):
+        where = indices[bad.cpu().numpy()]
+        raise ValueError(
+            f"{where.size} item(s) have a label outside the model's {n_classes} classes "
+            f"[0, {n_classes}), e.g. dataset indices {where[:5].tolist()}: check the labels "
+            "given to pool.label(..., labels=...) or the dataset's targets (`target_fn`)."
+        )
 
 
 def collect(
@@ -360,45 +823,34 @@ def collect(
     inputs: bool = False,
     mc_samples: int = 0,
     labels: Optional[np.ndarray] = None,
-    feature_layer: Optional[str] = "auto",
-    batch_size: int = 256,
-    device: Device = None,
-    num_workers: int = 0,
-    input_fn: Optional[Callable[[Any], torch.Tensor]] = None,
-    target_fn: Optional[Callable[[Any], torch.Tensor]] = None,
-    autocast: bool = False,
+    inference: Union[InferenceConfig, Mapping[str, Any], None] = None,
+    **options: Any,
 ) -> InferenceOutputs:
-    """One inference pass over ``dataset[indices]``; results stay on ``device``.
+    """One inference pass over ``dataset[indices]``; results stay on the inference device.
 
     Parameters
     ----------
     model : torch.nn.Module
-        Returns logits ``(B, C)`` (or a tuple/dict holding them) for an input batch.
+        Called on each batch's input (see :class:`InferenceConfig` for the inputs and
+        outputs it may take and return).
     dataset : torch.utils.data.Dataset
         Map-style dataset; ``indices`` are its indices.
     indices : numpy.ndarray
         Dataset indices to score, in output order.
     probs, features, losses, inputs : bool
         What to return (see :class:`InferenceOutputs`). ``features`` captures the
-        input of ``feature_layer`` with a forward pre-hook.
+        input (or output) of the feature layer with a forward hook.
     mc_samples : int
         ``K > 0`` adds ``mc_probs`` from ``K`` MC-dropout passes.
     labels : numpy.ndarray, optional
         Targets for ``losses`` aligned with ``indices``; ``-1`` entries fall back
-        to ``target_fn``.
-    feature_layer : str or "auto"
-        Module whose input is the feature vector; ``"auto"`` is the last ``nn.Linear``.
-    batch_size, num_workers : int
-        Passed to the :class:`~torch.utils.data.DataLoader`.
-    device : str, torch.device or None
-        Where the pass runs: ``None`` (default) follows the model's parameters; an
-        explicit device must be the model's (see :func:`inference_device`; the model
-        is never moved). On CUDA, batches use pinned memory and non-blocking copies.
-    input_fn, target_fn : callable, optional
-        Map a collated batch to the model input / the targets. Default: element 0 /
-        element 1 of a tuple batch.
-    autocast : bool
-        Run the forward pass under :func:`torch.autocast` (mixed precision).
+        to ``target_fn``. A target outside the model's classes is a ``ValueError``
+        naming the items, raised after the pass.
+    inference : InferenceConfig or mapping, optional
+        How batches are read and the model called (default: ``InferenceConfig()``).
+    **options
+        Fields of :class:`InferenceConfig` that override ``inference``, e.g.
+        ``batch_size=64, device="cpu"``.
 
     Examples
     --------
@@ -444,13 +896,8 @@ def collect(
         inputs=inputs,
         mc_samples=mc_samples,
         labels=labels,
-        feature_layer=feature_layer,
-        batch_size=batch_size,
-        device=device,
-        num_workers=num_workers,
-        input_fn=input_fn,
-        target_fn=target_fn,
-        autocast=autocast,
+        inference=inference,
+        **options,
     )
     return InferenceOutputs(
         indices=indices,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -14,6 +14,9 @@ from torch.utils.data import Dataset
 from aalearn._validation import RandomState, check_int, check_random_state
 
 __all__ = ["ActivePool", "PoolSubset"]
+
+#: Label keys of dict items tried in order when none is configured (HuggingFace's names).
+DEFAULT_LABEL_KEYS = ("label", "labels")
 
 IndexLike = Union[Sequence[int], np.ndarray, torch.Tensor]
 
@@ -27,9 +30,12 @@ class PoolSubset(Dataset):
 
     Item ``i`` of the view is ``dataset[indices[i]]``. When ``labels`` is given (labels
     an oracle provided through :meth:`ActivePool.label`), the item's target is
-    replaced: a tuple item ``(x, y, ...)`` becomes ``(x, label, ...)`` and any other
-    item ``x`` becomes ``(x, label)``. ``has_label`` says, per position, which of
-    ``labels`` are real; the others keep the dataset's own target.
+    replaced: a tuple item ``(x, y, ...)`` becomes ``(x, label, ...)``, a dict item keeps
+    its keys with its label key replaced (``label_key``, or ``"label"`` / ``"labels"``,
+    whichever the item has; ``"label"`` is added when it has neither), and any other
+    item ``x`` becomes ``(x, label)``. A label replacing a tensor target is a tensor of
+    the same dtype, so a ``DataLoader`` batch has one structure. ``has_label`` says, per
+    position, which of ``labels`` are real; the others keep the dataset's own target.
 
     The index array is a NumPy ``int64`` array computed once, so iterating a
     :class:`~torch.utils.data.DataLoader` over the view costs the same as over a
@@ -45,6 +51,9 @@ class PoolSubset(Dataset):
     ...                   has_label=np.array([True, False]))
     >>> len(view), view[0][0].item(), view[0][1].item(), view[1][1].item()
     (2, 3.0, 7, 0)
+    >>> records = [{"text": "a", "label": 0}, {"text": "b", "label": 1}]
+    >>> PoolSubset(records, np.array([1]), labels=np.array([0]), has_label=np.array([True]))[0]
+    {'text': 'b', 'label': 0}
     """
 
     def __init__(
@@ -53,9 +62,11 @@ class PoolSubset(Dataset):
         indices: np.ndarray,
         labels: Optional[np.ndarray] = None,
         has_label: Optional[np.ndarray] = None,
+        label_key: Optional[str] = None,
     ) -> None:
         self.dataset = dataset
         self.indices = indices
+        self.label_key = label_key
         self._labels = labels
         self._has_label = has_label
         # Python ints are faster to index with than NumPy scalars.
@@ -80,20 +91,28 @@ class PoolSubset(Dataset):
 
     def _relabel(self, item: Any, idx: int) -> Any:
         assert self._label_list is not None
-        label: Any = self._label_list[idx]
-        if isinstance(item, (tuple, list)) and len(item) > 1 and isinstance(item[1], torch.Tensor):
-            # Match the dataset's own target type so that default collation works. The
-            # 0-d label tensors are made once, on first use, not per item and epoch.
-            if self._label_tensors is None or self._label_tensors[0].dtype != item[1].dtype:
-                self._label_tensors = list(
-                    torch.tensor(self._label_list, dtype=item[1].dtype).unbind()
-                )
-            label = self._label_tensors[idx]
+        if isinstance(item, Mapping):
+            keys = DEFAULT_LABEL_KEYS if self.label_key is None else (self.label_key,)
+            key = next((k for k in keys if k in item), keys[0])
+            return {**item, key: self._label_like(item.get(key), idx)}
+        old = item[1] if isinstance(item, (tuple, list)) and len(item) > 1 else None
+        label = self._label_like(old, idx)
         if isinstance(item, tuple):
             return (item[0], label, *item[2:])
         if isinstance(item, list):
             return [item[0], label, *item[2:]]
         return (item, label)
+
+    def _label_like(self, old: Any, idx: int) -> Any:
+        """Label ``idx`` in the type of the dataset's own target ``old`` (tensor or int)."""
+        assert self._label_list is not None
+        if not isinstance(old, torch.Tensor):
+            return self._label_list[idx]
+        # Match the dataset's own target type so that default collation works. The
+        # 0-d label tensors are made once, on first use, not per item and epoch.
+        if self._label_tensors is None or self._label_tensors[0].dtype != old.dtype:
+            self._label_tensors = list(torch.tensor(self._label_list, dtype=old.dtype).unbind())
+        return self._label_tensors[idx]
 
     def __getitems__(self, idxs: list[int]) -> list[Any]:
         # DataLoader's batched fetch path: one list comprehension, and the dataset's
@@ -134,6 +153,9 @@ class ActivePool:
     n_items : int, optional
         Pool size when no dataset is given (``ActivePool(None, n_items=...)``),
         e.g. to track indices of data that lives elsewhere.
+    label_key : str, optional
+        For dict items: the key that oracle labels replace in :meth:`labeled_dataset`
+        (default: ``"label"`` or ``"labels"``, whichever the item has).
 
     Examples
     --------
@@ -152,7 +174,18 @@ class ActivePool:
     4
     """
 
-    def __init__(self, dataset: Optional[Dataset], *, n_items: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        dataset: Optional[Dataset],
+        *,
+        n_items: Optional[int] = None,
+        label_key: Optional[str] = None,
+    ) -> None:
+        if label_key is not None and not isinstance(label_key, str):
+            raise TypeError(
+                f"Expected argument `label_key` to be a str or None, but got "
+                f"{type(label_key).__name__}."
+            )
         if dataset is None:
             if n_items is None:
                 raise ValueError("Expected argument `n_items` when `dataset` is None.")
@@ -169,6 +202,7 @@ class ActivePool:
                     f"Expected argument `n_items` to equal len(dataset)={n}, but got {n_items}."
                 )
         self.dataset = dataset
+        self.label_key = label_key
         self._n = n
         self._labeled_round = np.full(n, _UNLABELED, dtype=np.int64)
         self._labels = np.full(n, -1, dtype=np.int64)
@@ -255,7 +289,7 @@ class ActivePool:
         if self.dataset is None:
             raise ValueError("This pool has no dataset (it was built with `n_items`).")
         has = self._has_label[idx]
-        return PoolSubset(self.dataset, idx, self._labels[idx], has)
+        return PoolSubset(self.dataset, idx, self._labels[idx], has, label_key=self.label_key)
 
     # ------------------------------------------------------------ operations
     def _check_indices(self, indices: IndexLike, name: str) -> np.ndarray:
@@ -381,13 +415,31 @@ class ActivePool:
 
     # ------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        """The pool's state as plain NumPy arrays and ints (no dataset)."""
+        """The pool's state as CPU tensors and ints (no dataset).
+
+        Tensors and plain Python values only, so a checkpoint holding it loads under
+        ``torch.load(..., weights_only=True)``.
+
+        Examples
+        --------
+        >>> import io, torch
+        >>> from aalearn import ActivePool
+        >>> pool = ActivePool(None, n_items=5)
+        >>> pool.label([3])
+        >>> buf = io.BytesIO()
+        >>> torch.save({"pool": pool.state_dict()}, buf)
+        >>> _ = buf.seek(0)
+        >>> restored = ActivePool(None, n_items=5)
+        >>> restored.load_state_dict(torch.load(buf, weights_only=True)["pool"])
+        >>> restored.labeled_indices.tolist()
+        [3]
+        """
         return {
             "version": _STATE_VERSION,
             "n_items": self._n,
-            "labeled_round": self._labeled_round.copy(),
-            "labels": self._labels.copy(),
-            "has_label": self._has_label.copy(),
+            "labeled_round": torch.from_numpy(self._labeled_round.copy()),
+            "labels": torch.from_numpy(self._labels.copy()),
+            "has_label": torch.from_numpy(self._has_label.copy()),
             "round": self._round,
         }
 
@@ -416,7 +468,12 @@ class ActivePool:
             )
         arrays = {}
         for key, dtype in (("labeled_round", np.int64), ("labels", np.int64), ("has_label", bool)):
-            arr = np.asarray(state[key])
+            value = state[key]
+            arr = (
+                value.detach().cpu().numpy()
+                if isinstance(value, torch.Tensor)
+                else np.asarray(value)
+            )
             if arr.shape != (self._n,):
                 raise ValueError(
                     f"Expected state['{key}'] to have shape ({self._n},), but got {arr.shape}."
@@ -445,11 +502,18 @@ class ActivePool:
         """
         path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(
+                f"Cannot save the pool to {path!r}: its directory {directory!r} does not exist."
+            )
         state = self.state_dict()
         fd, tmp = tempfile.mkstemp(prefix=".aalearn-pool-", suffix=".npz", dir=directory)
         try:
             with os.fdopen(fd, "wb") as fh:
-                arrays: dict[str, Any] = {k: np.asarray(v) for k, v in state.items()}
+                arrays: dict[str, Any] = {
+                    k: v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+                    for k, v in state.items()
+                }
                 np.savez(fh, **arrays)
                 fh.flush()
                 os.fsync(fh.fileno())

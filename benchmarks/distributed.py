@@ -88,8 +88,8 @@ def _worker(rank: int, port: int, args: argparse.Namespace, out: str) -> None:
     try:
         model, pool = make_data(args.n_items, args.inputs, args.hidden)
         kw = {"batch_size": args.batch_size, "device": "cpu"}
-        entropy = aalearn.UncertaintySampler("entropy", **kw)
-        features = FeaturePass(**kw)
+        entropy = aalearn.UncertaintySampler("entropy", inference=kw)
+        features = FeaturePass(inference=kw)
         sharded = {"entropy": ShardedSampler(entropy), "features": ShardedSampler(features)}
         single = {"entropy": entropy, "features": features}
 

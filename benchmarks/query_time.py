@@ -188,11 +188,11 @@ def warm_up(model: nn.Module, device: torch.device, coreset: Optional[type]) -> 
     data = TensorDataset(torch.rand(64, 3, 32, 32), torch.randint(0, 10, (64,)))
     pool = aalearn.ActivePool(data)
     pool.label(pool.random_unlabeled(16, random_state=0))
-    common = {"device": device, "random_state": 0, "epochs": 1}
+    common = {"inference": {"device": device}, "random_state": 0, "epochs": 1}
     AALUSampler(min_iterations=0, **common).select(model, pool, 4)
     AdversarialSampler(representation="raw", vae_channels=8, **common).select(model, pool, 4)
     if coreset is not None:
-        coreset(device=device).select(model, pool, 4)
+        coreset(inference={"device": device}).select(model, pool, 4)
     _sync(device)
 
 
@@ -360,7 +360,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     pool = aalearn.ActivePool(data)
     pool.label(pool.random_unlabeled(args.labeled, random_state=0))
     model = (ResNet18() if args.task_model == "resnet18" else SmallNet()).to(dev).eval()
-    common = {"device": dev, "random_state": 0, "batch_size": 512}
+    common = {"inference": {"device": dev, "batch_size": 512}, "random_state": 0}
     results: dict[str, dict[str, Any]] = {}
     warm_up(model, dev, coreset=_coreset_class())
 
@@ -396,7 +396,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     else:
         print("Core-Set ...", flush=True)
         results["Core-Set"] = time_select(
-            coreset(device=dev, batch_size=512), model, pool, args.budget, dev
+            coreset(inference={"device": dev, "batch_size": 512}), model, pool, args.budget, dev
         )
         print(results["Core-Set"], flush=True)
 

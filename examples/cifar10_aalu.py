@@ -84,13 +84,19 @@ def resnet18(tv: Any, imagenet_stem: bool) -> nn.Module:
 
 
 def make_sampler(args: argparse.Namespace, seed: int, device: torch.device) -> aalearn.Sampler:
-    common = dict(device=device, num_workers=args.workers, batch_size=args.inference_batch_size)
+    inference = aalearn.InferenceConfig(
+        device=device,
+        num_workers=args.workers,
+        batch_size=args.inference_batch_size,
+        autocast=args.amp,
+    )
+    common = dict(inference=inference)
     if args.variant == "random":
         return aalearn.RandomSampler(random_state=seed)
     if args.variant == "entropy":
-        return aalearn.UncertaintySampler("entropy", autocast=args.amp, **common)
+        return aalearn.UncertaintySampler("entropy", **common)
     if args.variant == "coreset":
-        return aalearn.CoreSetSampler(autocast=args.amp, **common)
+        return aalearn.CoreSetSampler(**common)
     if args.variant == "vaal":
         return aalearn.AdversarialSampler(
             representation="raw", epochs=args.selector_epochs, random_state=seed, **common

@@ -40,13 +40,17 @@ def make_sampler(name: str, seed: int, selector_epochs: float) -> aalearn.Sample
     if name == "random":
         return aalearn.RandomSampler(random_state=seed)
     if name in UNCERTAINTY:
-        return aalearn.UncertaintySampler(name, device="cpu", random_state=seed)
+        return aalearn.UncertaintySampler(name, inference={"device": "cpu"}, random_state=seed)
     if name == "coreset":
-        return aalearn.CoreSetSampler(device="cpu")
+        return aalearn.CoreSetSampler(inference={"device": "cpu"})
     if name in AALU_VARIANTS:
         floor = {"min_iterations": 0} if selector_epochs < 2 else {}  # --fast: no floor
         return aalearn.AALUSampler(
-            variant=name, epochs=selector_epochs, device="cpu", random_state=seed, **floor
+            variant=name,
+            epochs=selector_epochs,
+            inference={"device": "cpu"},
+            random_state=seed,
+            **floor,
         )
     if name == "vaal":
         # vae_channels=16: VAAL's convolutional VAE at 1/8 of its reference width (128),
@@ -55,7 +59,7 @@ def make_sampler(name: str, seed: int, selector_epochs: float) -> aalearn.Sample
             representation="raw",
             vae_channels=16,
             epochs=selector_epochs,
-            device="cpu",
+            inference={"device": "cpu"},
             random_state=seed,
         )
     raise ValueError(f"Unknown sampler {name!r}; expected one of {list(NAMES)}.")

@@ -136,7 +136,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         )
         print(f"features from layer {name!r}: {tuple(out.features.shape)}")
 
-    sampler = aalearn.CoreSetSampler(feature_layer=args.feature_layer, device="cpu")
+    sampler = aalearn.CoreSetSampler(
+        inference={"feature_layer": args.feature_layer, "device": "cpu"}
+    )
     print(f"sampler: {sampler!r}\n")
 
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="aalearn-example-")

@@ -70,16 +70,20 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def make_sampler(name: str, device: str, seed: int, fast: bool) -> aalearn.Sampler:
     if name == "entropy":
-        return aalearn.UncertaintySampler("entropy", batch_size=128, device=device)
+        return aalearn.UncertaintySampler(
+            "entropy", inference={"batch_size": 128, "device": device}
+        )
     if name == "coreset":
         from aalearn.samplers.coreset import CoreSetSampler
 
-        return CoreSetSampler(batch_size=128, device=device)
+        return CoreSetSampler(inference={"batch_size": 128, "device": device})
     from aalearn.samplers.aalu import AALUSampler
 
     if fast:  # a smoke run: 2 epochs, no floor on the iterations
-        return AALUSampler(epochs=2, min_iterations=0, device=device, random_state=seed)
-    return AALUSampler(epochs=20, device=device, random_state=seed)
+        return AALUSampler(
+            epochs=2, min_iterations=0, inference={"device": device}, random_state=seed
+        )
+    return AALUSampler(epochs=20, inference={"device": device}, random_state=seed)
 
 
 def init_distributed() -> tuple[int, int, torch.device]:

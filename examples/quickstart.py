@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
 
     samplers = {
         "random": aalearn.RandomSampler(random_state=args.seed),
-        "entropy": aalearn.UncertaintySampler("entropy", device="cpu"),
+        "entropy": aalearn.UncertaintySampler("entropy", inference={"device": "cpu"}),
     }
     results = {}
     for name, sampler in samplers.items():

@@ -115,9 +115,9 @@ def test_variant_table_matches_the_paper():
 @pytest.mark.parametrize("variant", list(AALU_VARIANTS))
 def test_every_table1_variant_selects_by_name(small, variant):
     pool, model, _ = small
-    picked = AALUSampler(variant=variant, epochs=2, device="cpu", random_state=0, **FAST).select(
-        model, pool, 7
-    )
+    picked = AALUSampler(
+        variant=variant, epochs=2, inference={"device": "cpu"}, random_state=0, **FAST
+    ).select(model, pool, 7)
     assert picked.dtype == np.int64 and picked.shape == (7,)
     assert np.unique(picked).size == 7 and not pool.labeled_mask[picked].any()
 
@@ -126,7 +126,9 @@ def test_every_table1_variant_selects_by_name(small, variant):
 @pytest.mark.parametrize("variant", ["advVAE", "aalu"])
 def test_picks_the_novel_cluster(variant, device):
     pool, model, y = novel_cluster_pool(seed=0)
-    sampler = AALUSampler(variant=variant, epochs=80, device=device, random_state=0, **TOPK)
+    sampler = AALUSampler(
+        variant=variant, epochs=80, inference={"device": device}, random_state=0, **TOPK
+    )
     picked = sampler.select(model.to(device), pool, 30)
     assert (y[picked] == 3).mean() > 0.7
 
@@ -135,7 +137,9 @@ def test_picks_the_novel_cluster(variant, device):
 def test_loss_learning_alone_ranks_by_task_loss(device):
     pool, model = loss_pool(seed=0)
     model = model.to(device)
-    sampler = AALUSampler(variant="lossLearn", epochs=30, device=device, random_state=0, **TOPK)
+    sampler = AALUSampler(
+        variant="lossLearn", epochs=30, inference={"device": device}, random_state=0, **TOPK
+    )
     # Every unlabeled item (never seen by A), best first.
     order = sampler.select(model, pool, pool.n_unlabeled)
     losses = collect(model, pool.dataset, order, probs=False, losses=True, device=device).losses
@@ -164,7 +168,7 @@ def test_contract(small, device):
     rng_state = torch.random.get_rng_state()
 
     def make(seed):
-        return AALUSampler(epochs=3, device=device, random_state=seed, **FAST)
+        return AALUSampler(epochs=3, inference={"device": device}, random_state=seed, **FAST)
 
     picked = make(5).select(model, pool, 20)
     assert picked.dtype == np.int64 and picked.shape == (20,)
@@ -193,7 +197,9 @@ def _collect_keeps_rng() -> bool:
 
 def test_generator_random_state_advances(small):
     pool, model, _ = small
-    sampler = AALUSampler(epochs=1, device="cpu", random_state=np.random.default_rng(0), **FAST)
+    sampler = AALUSampler(
+        epochs=1, inference={"device": "cpu"}, random_state=np.random.default_rng(0), **FAST
+    )
     first, second = sampler.select(model, pool, 10), sampler.select(model, pool, 10)
     assert not np.array_equal(first, second)
 
@@ -204,7 +210,7 @@ def test_progress_reports_each_epoch(small):
     AALUSampler(
         epochs=2.5,  # 120 items / 32 per batch: iterations 3, 4 and 2 (9 = 120 * 2.5 // 32)
         selector_batch_size=32,
-        device="cpu",
+        inference={"device": "cpu"},
         random_state=0,
         progress=lambda e, d: seen.append((e, d)),
         **FAST,
@@ -219,7 +225,7 @@ def test_progress_reports_each_epoch(small):
         variant="lossLearn",
         epochs=1,
         min_iterations=0,
-        device="cpu",
+        inference={"device": "cpu"},
         random_state=0,
         progress=lambda e, d: seen.append((e, d)),
     ).select(model, pool, 3)
@@ -228,13 +234,19 @@ def test_progress_reports_each_epoch(small):
 
 def test_options(small):
     pool, model, _ = small
-    for kwargs in ({"standardize": False}, {"feature_layer": "1"}, {"latent_dim": 4}):
+    for kwargs in (
+        {"standardize": False},
+        {"inference": {"device": "cpu", "feature_layer": "1"}},
+        {"latent_dim": 4},
+    ):
         picked = AALUSampler(
-            epochs=1, min_iterations=0, device="cpu", random_state=0, **kwargs
+            epochs=1, **{"inference": {"device": "cpu"}, "random_state": 0, **FAST, **kwargs}
         ).select(model, pool, 4)
         assert picked.shape == (4,)
     with pytest.raises(ValueError, match="Expected argument `feature_layer` to name a module"):
-        AALUSampler(epochs=1, feature_layer="nope", device="cpu", **FAST).select(model, pool, 4)
+        AALUSampler(epochs=1, inference={"feature_layer": "nope", "device": "cpu"}, **FAST).select(
+            model, pool, 4
+        )
 
 
 # -------------------------------------------------------------------- machinery
@@ -315,10 +327,10 @@ def test_needs_labeled_items():
     pool = ActivePool(TensorDataset(x, y))
     model = nn.Sequential(nn.Identity(), nn.Linear(4, 2))
     with pytest.raises(ValueError, match="needs at least 1 labeled item"):
-        AALUSampler(variant="advVAE", device="cpu").select(model, pool, 2)
+        AALUSampler(variant="advVAE", inference={"device": "cpu"}).select(model, pool, 2)
     pool.label([0])
     with pytest.raises(ValueError, match="needs at least 2 labeled item"):
-        AALUSampler(device="cpu").select(model, pool, 2)
+        AALUSampler(inference={"device": "cpu"}).select(model, pool, 2)
 
 
 @pytest.mark.parametrize(
@@ -344,18 +356,26 @@ def test_needs_labeled_items():
         ({"hidden": ()}, ValueError, "Expected argument `hidden` to hold at least one"),
         ({"hidden": (8, 0)}, ValueError, "Expected argument `hidden` to be >= 1"),
         ({"standardize": "yes"}, TypeError, "Expected argument `standardize` to be a bool"),
-        ({"feature_layer": 3}, TypeError, "Expected argument `feature_layer` to be a module"),
+        (
+            {"inference": {"device": "cpu", "feature_layer": 3}},
+            TypeError,
+            "Expected argument `feature_layer` to be a str or None",
+        ),
         ({"progress": 1}, TypeError, "Expected argument `progress` to be a bool, a callable"),
         ({"min_iterations": -1}, ValueError, "Expected argument `min_iterations` to be >= 0"),
         ({"batch": "random"}, ValueError, r"Expected argument `batch` to be one of \['topk'"),
         ({"batch": 1}, TypeError, "Expected argument `batch` to be a str"),
         ({"ties": "minus"}, ValueError, r"Expected argument `ties` to be one of \['zero'"),
-        ({"batch_size": 0}, ValueError, "Expected argument `batch_size` to be >= 1"),
+        (
+            {"inference": {"device": "cpu", "batch_size": 0}},
+            ValueError,
+            "Expected argument `batch_size` to be >= 1",
+        ),
     ],
 )
 def test_bad_arguments(small, kwargs, exc, match):
     pool, model, _ = small
-    sampler = AALUSampler(device="cpu", **kwargs)
+    sampler = AALUSampler(**{"inference": {"device": "cpu"}, **kwargs})
     with pytest.raises(exc, match=match):
         sampler.select(model, pool, 3)
 
@@ -420,7 +440,10 @@ def test_paper_configuration_is_one_name_away():
 
 def test_score_is_what_select_ranks(small):
     pool, model, _ = small
-    make = lambda **kw: AALUSampler(epochs=2, device="cpu", random_state=3, **TOPK, **kw)  # noqa: E731
+
+    def make(**kw):
+        return AALUSampler(epochs=2, inference={"device": "cpu"}, random_state=3, **TOPK, **kw)
+
     flags = [m.training for m in model.modules()]
     scores = make().score(model, pool)
     unl = pool.unlabeled_indices
@@ -447,7 +470,9 @@ def test_per_class_batch_is_a_round_robin_over_predicted_classes(small, monkeypa
         "score",
         lambda self, f, p: -torch.arange(n, dtype=torch.float32),
     )
-    picked = AALUSampler(epochs=1, device="cpu", random_state=0, **FAST).select(model, pool, 9)
+    picked = AALUSampler(epochs=1, inference={"device": "cpu"}, random_state=0, **FAST).select(
+        model, pool, 9
+    )
     pred = collect(model, pool.dataset, unl, device="cpu").probs.argmax(1).numpy()
     # by hand: round r takes the r-th best item of every predicted class, in rank order
     rounds = [[i for i in range(n) if (pred[:i] == pred[i]).sum() == r] for r in range(n)]
@@ -455,7 +480,9 @@ def test_per_class_batch_is_a_round_robin_over_predicted_classes(small, monkeypa
     np.testing.assert_array_equal(picked, expected)
     assert len(set(pred[np.searchsorted(unl, picked[:3])])) == 3  # the first round: 3 classes
     # the paper's top-k is the plain ranking
-    topk = AALUSampler(epochs=1, device="cpu", random_state=0, **TOPK).select(model, pool, 9)
+    topk = AALUSampler(epochs=1, inference={"device": "cpu"}, random_state=0, **TOPK).select(
+        model, pool, 9
+    )
     np.testing.assert_array_equal(topk, unl[:9])
 
 
@@ -472,7 +499,7 @@ def test_kcenter_batch_spreads_the_top_candidates(small, monkeypatch):
     scores[first0] = torch.arange(100.0, 85.0, -1.0)
     scores[first3] = torch.arange(50.0, 45.0, -1.0)
     monkeypatch.setattr(_selector._FeatureSelector, "score", lambda self, f, p: scores.clone())
-    kw = {"epochs": 1, "device": "cpu", "random_state": 0, **FAST}
+    kw = {"epochs": 1, "inference": {"device": "cpu"}, "random_state": 0, **FAST}
     picked = AALUSampler(batch="kcenter", **kw).select(model, pool, 5)
     assert np.unique(picked).size == 5
     assert set(picked) <= set(unl[np.concatenate([first0, first3])])
@@ -490,7 +517,7 @@ def test_nan_scores_are_never_ranked_first(small, monkeypatch):
     scores = torch.arange(n, dtype=torch.float32)
     scores[[n - 1, 0]] = float("nan")  # the best position and the worst
     monkeypatch.setattr(_selector._FeatureSelector, "score", lambda self, f, p: scores.clone())
-    sampler = AALUSampler(epochs=1, device="cpu", random_state=0, **TOPK)
+    sampler = AALUSampler(epochs=1, inference={"device": "cpu"}, random_state=0, **TOPK)
     try:
         picked = sampler.select(model, pool, 3)
     except ValueError as err:  # a non-finite score may also be refused outright
@@ -513,7 +540,7 @@ def test_ties_option_reaches_the_ranking_loss(small, ties, monkeypatch):
 
     monkeypatch.setattr(_selector, "ranking_loss", spy)
     pool, model, _ = small
-    AALUSampler(variant="lossLearn", epochs=1, ties=ties, device="cpu", **FAST).select(
-        model, pool, 3
-    )
+    AALUSampler(
+        variant="lossLearn", epochs=1, ties=ties, inference={"device": "cpu"}, **FAST
+    ).select(model, pool, 3)
     assert seen and set(seen) == {ties}

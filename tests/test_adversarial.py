@@ -34,14 +34,14 @@ def digits_pool(digits):
 @pytest.mark.parametrize("device", DEVICES)
 def test_features_picks_the_novel_cluster(device):
     pool, model, y = novel_cluster_pool(seed=0)
-    sampler = AdversarialSampler(epochs=60, device=device, random_state=0, **NETS)
+    sampler = AdversarialSampler(epochs=60, inference={"device": device}, random_state=0, **NETS)
     picked = sampler.select(model.to(device), pool, 30)
     assert (y[picked] == 3).mean() > 0.7
 
 
 def test_features_is_aalus_advvae_machinery():
     pool, model, _ = novel_cluster_pool(seed=2, per=30, n_labeled=10)
-    common = {"epochs": 3, "device": "cpu", "random_state": 4, **NETS}
+    common = {"epochs": 3, "inference": {"device": "cpu"}, "random_state": 4, **NETS}
     ours = AdversarialSampler(vae_steps=1, discriminator_steps=1, **common)
     theirs = AALUSampler(variant="advVAE", min_iterations=0, batch="topk", **common)
     np.testing.assert_array_equal(ours.select(model, pool, 12), theirs.select(model, pool, 12))
@@ -57,10 +57,14 @@ def test_raw_contract(digits_pool, device):
     model.train()
     state = pool.state_dict()
     params = {k: v.clone() for k, v in model.state_dict().items()}
-    picked = AdversarialSampler(device=device, random_state=1, **RAW).select(model, pool, 15)
+    picked = AdversarialSampler(inference={"device": device}, random_state=1, **RAW).select(
+        model, pool, 15
+    )
     assert picked.dtype == np.int64 and picked.shape == (15,)
     assert np.unique(picked).size == 15 and not pool.labeled_mask[picked].any()
-    again = AdversarialSampler(device=device, random_state=1, **RAW).select(model, pool, 15)
+    again = AdversarialSampler(inference={"device": device}, random_state=1, **RAW).select(
+        model, pool, 15
+    )
     np.testing.assert_array_equal(picked, again)
     assert model.training and all(m.training for m in model.modules())
     for k in params:
@@ -83,7 +87,12 @@ def test_raw_picks_digits_unlike_the_labeled_ones(digits):
     assert (y[pool.unlabeled_indices] >= 5).mean() == pytest.approx(0.60, abs=0.01)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     sampler = AdversarialSampler(
-        representation="raw", vae_channels=16, epochs=3, lr=2e-3, device="cpu", random_state=0
+        representation="raw",
+        vae_channels=16,
+        epochs=3,
+        lr=2e-3,
+        inference={"device": "cpu"},
+        random_state=0,
     )
     picked = sampler.select(model, pool, 100)
     assert (y[picked] >= 5).mean() > 0.72  # random: 0.60 +- 0.05
@@ -99,7 +108,9 @@ def test_raw_takes_the_lowest_discriminator_output(digits_pool, monkeypatch):
         return out
 
     monkeypatch.setattr(adversarial._VAALSelector, "score", spy)
-    picked = AdversarialSampler(device="cpu", random_state=0, **RAW).select(model, pool, 10)
+    picked = AdversarialSampler(inference={"device": "cpu"}, random_state=0, **RAW).select(
+        model, pool, 10
+    )
     order = np.argsort(seen["scores"].numpy(), kind="stable")[:10]
     np.testing.assert_array_equal(picked, pool.unlabeled_indices[order])
 
@@ -124,7 +135,11 @@ def test_raw_follows_vaal_schedule(digits_pool, monkeypatch):
     monkeypatch.setattr(adversarial._VAALSelector, "vae_objective", count_vae)
     monkeypatch.setattr(adversarial._VAALSelector, "discriminator_objective", count_disc)
     AdversarialSampler(
-        representation="raw", vae_channels=4, epochs=2, selector_batch_size=32, device="cpu"
+        representation="raw",
+        vae_channels=4,
+        epochs=2,
+        selector_batch_size=32,
+        inference={"device": "cpu"},
     ).select(model, pool, 5)
     iterations = 240 * 2 // 32  # VAAL: n_items * epochs // batch
     assert calls == {"vae": 2 * iterations, "disc": iterations}
@@ -155,7 +170,7 @@ def test_raw_on_mnist_sized_and_channel_less_images():
     model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 3))
     seen = []
     picked = AdversarialSampler(
-        device="cpu", random_state=0, progress=lambda e, d: seen.append(d), **RAW
+        inference={"device": "cpu"}, random_state=0, progress=lambda e, d: seen.append(d), **RAW
     ).select(model, pool, 6)
     assert picked.shape == (6,)
     assert set(seen[0]) == {"representation", "vae_adversarial", "discriminator"}
@@ -166,10 +181,10 @@ def test_raw_needs_images():
     pool.label(np.arange(10))
     model = nn.Sequential(nn.Linear(5, 2))
     with pytest.raises(ValueError, match="needs image inputs"):
-        AdversarialSampler(device="cpu", **RAW).select(model, pool, 3)
+        AdversarialSampler(inference={"device": "cpu"}, **RAW).select(model, pool, 3)
     empty = ActivePool(TensorDataset(torch.rand(30, 1, 8, 8), torch.arange(30) % 2))
     with pytest.raises(ValueError, match="needs at least 1 labeled item"):
-        AdversarialSampler(device="cpu", **RAW).select(model, empty, 3)
+        AdversarialSampler(inference={"device": "cpu"}, **RAW).select(model, empty, 3)
 
 
 @pytest.mark.parametrize(
@@ -194,7 +209,7 @@ def test_raw_needs_images():
 def test_bad_arguments(digits_pool, kwargs, exc, match):
     pool, model = digits_pool
     with pytest.raises(exc, match=match):
-        AdversarialSampler(device="cpu", **kwargs).select(model, pool, 3)
+        AdversarialSampler(inference={"device": "cpu"}, **kwargs).select(model, pool, 3)
 
 
 # ------------------------------------------------------------------- score
@@ -204,7 +219,7 @@ def test_bad_arguments(digits_pool, kwargs, exc, match):
 def test_score_is_what_select_ranks(digits_pool, representation):
     pool, model = digits_pool
     kw = RAW if representation == "raw" else {"epochs": 1, **NETS}
-    make = lambda: AdversarialSampler(device="cpu", random_state=2, **kw)  # noqa: E731
+    make = lambda: AdversarialSampler(inference={"device": "cpu"}, random_state=2, **kw)  # noqa: E731
     scores = make().score(model, pool)
     unl = pool.unlabeled_indices
     assert scores.shape == unl.shape
@@ -221,7 +236,9 @@ def test_vaal_never_ranks_nan_first(digits_pool, monkeypatch):
     logits[[0, 1]] = float("nan")
     monkeypatch.setattr(adversarial._VAALSelector, "score", lambda self, x, chunk: logits.clone())
     try:
-        picked = AdversarialSampler(device="cpu", random_state=0, **RAW).select(model, pool, 3)
+        picked = AdversarialSampler(inference={"device": "cpu"}, random_state=0, **RAW).select(
+            model, pool, 3
+        )
     except ValueError as err:  # a non-finite score may also be refused outright
         assert "finite" in str(err)
         return

@@ -179,14 +179,17 @@ def test_sampler_contract(setup, device):
     model.fc.eval()
     flags = [m.training for m in model.modules()]
     state = pool.state_dict()
-    sampler = CoreSetSampler(batch_size=64, device=device, chunk_size=16)
+    sampler = CoreSetSampler(inference={"batch_size": 64, "device": device}, chunk_size=16)
     assert isinstance(sampler, aalearn.Sampler)
-    assert repr(sampler) == f"CoreSetSampler(chunk_size=16, batch_size=64, device={device!r})"
+    assert repr(sampler) == (
+        f"CoreSetSampler(chunk_size=16, inference={{'batch_size': 64, 'device': {device!r}}})"
+    )
     picked = sampler.select(model, pool, 30)
     assert picked.dtype == np.int64 and picked.shape == (30,)
     assert np.unique(picked).size == 30 and not pool.labeled_mask[picked].any()
     np.testing.assert_array_equal(
-        picked, CoreSetSampler(batch_size=64, device=device).select(model, pool, 30)
+        picked,
+        CoreSetSampler(inference={"batch_size": 64, "device": device}).select(model, pool, 30),
     )
     np.testing.assert_array_equal(sampler.select(model, pool, 10), picked[:10])  # best first
     assert [m.training for m in model.modules()] == flags
@@ -201,7 +204,7 @@ def test_sampler_contract(setup, device):
 
 def test_sampler_covers_better_than_random(setup):
     model, pool = setup
-    picked = CoreSetSampler(device="cpu").select(model, pool, 40)
+    picked = CoreSetSampler(inference={"device": "cpu"}).select(model, pool, 40)
     random = aalearn.RandomSampler(random_state=0).select(model, pool, 40)
     feats = collect(
         model, pool.dataset, np.arange(len(pool)), probs=False, features=True, device="cpu"
@@ -218,15 +221,19 @@ def test_sampler_cold_start_and_errors(digits):
     pool = aalearn.ActivePool(Subset(digits, range(100)))
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
-    picked = CoreSetSampler(device="cpu", feature_layer="3").select(model, pool, 5)
+    picked = CoreSetSampler(inference={"device": "cpu", "feature_layer": "3"}).select(
+        model, pool, 5
+    )
     assert np.unique(picked).size == 5
     with pytest.raises(ValueError, match="`chunk_size` to be >= 1"):
         CoreSetSampler(chunk_size=0).select(model, pool, 5)
     with pytest.raises(ValueError, match="`metric` to be one of"):
         CoreSetSampler(metric="l1").select(model, pool, 5)
-    with pytest.raises(TypeError, match="`feature_layer` to be a module name"):
-        CoreSetSampler(feature_layer=3).select(model, pool, 5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`feature_layer` to be a str or None"):
+        CoreSetSampler(inference={"feature_layer": 3}).select(model, pool, 5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`budget` to be at most"):
         CoreSetSampler().select(model, pool, 101)
     empty = TensorDataset(torch.randn(5, 64))
-    assert CoreSetSampler(device="cpu").select(model, aalearn.ActivePool(empty), 0).shape == (0,)
+    assert CoreSetSampler(inference={"device": "cpu"}).select(
+        model, aalearn.ActivePool(empty), 0
+    ).shape == (0,)

@@ -68,20 +68,23 @@ def _adversarial_cls() -> Any:
 
 def _samplers() -> dict[str, Any]:
     out: dict[str, Any] = {
-        "entropy": aalearn.UncertaintySampler("entropy", batch_size=64, device="cpu")
+        "entropy": aalearn.UncertaintySampler(
+            "entropy", inference={"batch_size": 64, "device": "cpu"}
+        )
     }
     coreset, aalu, adversarial = _coreset_cls(), _aalu_cls(), _adversarial_cls()
     small = {"epochs": 2, "hidden": (32, 16), "latent_dim": 8, "selector_batch_size": 64,
-             "batch_size": 64, "device": "cpu", "random_state": 0}  # fmt: skip
+             "inference": {"batch_size": 64, "device": "cpu"}, "random_state": 0}  # fmt: skip
     if coreset is not None:
-        out["coreset"] = coreset(batch_size=64, device="cpu")
+        out["coreset"] = coreset(inference={"batch_size": 64, "device": "cpu"})
     if aalu is not None:
         out["aalu"] = aalu(min_iterations=0, **small)
     if adversarial is not None:  # VAAL's feature-space form, and raw VAAL kept tiny
         out["adversarial"] = adversarial(representation="features", **small)
         out["vaal"] = adversarial(
             representation="raw", epochs=0.15, vae_channels=4, hidden=(16,), latent_dim=8,
-            selector_batch_size=64, batch_size=64, device="cpu", random_state=0,
+            selector_batch_size=64, inference={"batch_size": 64, "device": "cpu"},
+            random_state=0,
         )  # fmt: skip
     return out
 
@@ -90,7 +93,7 @@ class _AllFields(aalearn.BaseSampler):
     """Collects every field (losses from the oracle's labels) and keeps the outputs."""
 
     def __init__(self) -> None:
-        super().__init__(device="cpu", batch_size=64)
+        super().__init__(inference={"device": "cpu", "batch_size": 64})
 
     def _select(self, model: Any, pool: Any, budget: int, rng: Any) -> np.ndarray:
         idx = pool.labeled_indices
@@ -188,7 +191,7 @@ class _FailsAfterCollect(aalearn.BaseSampler):
     """Gathers the features, then raises on one rank: a failure between collectives."""
 
     def __init__(self, *, fail: bool = False) -> None:
-        super().__init__(device="cpu", batch_size=64)
+        super().__init__(inference={"device": "cpu", "batch_size": 64})
         self.fail = fail
 
     def _select(self, model: Any, pool: Any, budget: int, rng: Any) -> np.ndarray:
@@ -211,7 +214,7 @@ def _outcome(fn: Callable[[], Any]) -> dict:
 def _failures(rank: int, data: dict, out: Path, group: Any) -> dict:
     model, pool = _setup(data)
     fail = rank == 1
-    uncertainty = aalearn.UncertaintySampler(batch_size=64, device="cpu")
+    uncertainty = aalearn.UncertaintySampler(inference={"batch_size": 64, "device": "cpu"})
     entropy = ShardedSampler(uncertainty, group=group, timeout=20)
     after_gather = ShardedSampler(_FailsAfterCollect(fail=fail), group=group, timeout=20)
     res = {
@@ -336,10 +339,11 @@ def test_shard_indices_partitions_without_padding():
 
 def test_sharded_sampler_checks_its_arguments(tiny_model, digits):
     pool = aalearn.ActivePool(digits)
-    sampler = aalearn.UncertaintySampler("margin", device="cpu")
+    sampler = aalearn.UncertaintySampler("margin", inference={"device": "cpu"})
     assert isinstance(ShardedSampler(sampler), aalearn.Sampler)
     assert repr(ShardedSampler(sampler, timeout=5)) == (
-        "ShardedSampler(UncertaintySampler(method='margin', device='cpu'), timeout=5)"
+        "ShardedSampler(UncertaintySampler(method='margin', inference={'device': 'cpu'}), "
+        "timeout=5)"
     )
     if not dist.is_initialized():
         with pytest.raises(RuntimeError, match="call torch.distributed.init_process_group"):

@@ -78,7 +78,9 @@ def _python_blocks(page: str) -> str:
     return "\n\n".join(re.findall(r"^```python\n(.*?)^```", text, re.MULTILINE | re.DOTALL))
 
 
-@pytest.mark.parametrize("page", ["custom-sampler.md", "reproducing-aalu.md"])
+@pytest.mark.parametrize(
+    "page", ["custom-sampler.md", "reproducing-aalu.md", "bring-your-own-model.md"]
+)
 def test_page_code_runs(page: str, capsys: pytest.CaptureFixture[str]) -> None:
     code = _python_blocks(page)
     assert code, f"no python code block in {page}"

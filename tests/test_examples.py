@@ -24,6 +24,7 @@ SCRIPTS = [
     "compare_samplers.py",
     "cifar10_aalu.py",
     "distributed_selection.py",
+    "text_classification.py",
 ]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -32,8 +33,9 @@ def run(args: list[str], cwd: Path, site: Path | None = None, timeout: float = 1
     """``python *args`` in ``cwd``; ``site`` goes first on ``PYTHONPATH`` (a stand-in package)."""
     # One thread: these models are tiny, and CI machines are often shared.
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    if site is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    # This tree's aalearn, whichever copy is installed.
+    paths = [str(site) if site is not None else None, str(EXAMPLES.parent), env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     return subprocess.run(
         [sys.executable, *args],
         cwd=cwd,
@@ -85,10 +87,23 @@ def test_custom_training_loop_fast(tmp_path: Path) -> None:
     )
     assert "features from layer 'neck': (4, 128)" in out
     assert "features from layer 'classifier': (4, 64)" in out
-    assert "CoreSetSampler(feature_layer='neck'" in out
+    assert "CoreSetSampler(inference={'feature_layer': 'neck'" in out
     assert out.split("cycle")[1].split()[:2] == ["labeled", "accuracy"]
     assert "loaded back: 200 labeled in 3 rounds, 200 labels asked of the oracle" in out
     assert (tmp_path / "pool.npz").is_file()
+
+
+def test_text_classification_fast(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    pytest.importorskip("datasets")
+    out = ok(run([str(EXAMPLES / "text_classification.py"), "--fast"], tmp_path, timeout=300))
+    assert "standard-library docstrings" in out
+    lines = out.splitlines()
+    header = next(line for line in lines if line.split()[:1] == ["labeled"])
+    assert header.split() == ["labeled", "random", "entropy"]
+    rows = [line.split() for line in lines[lines.index(header) + 1 :] if line.strip()]
+    assert [int(r[0]) for r in rows] == [30, 60, 90]
+    assert all(0.0 <= float(v) <= 1.0 for r in rows for v in r[1:])
 
 
 def test_compare_samplers_fast_writes_png(tmp_path: Path) -> None:

@@ -196,7 +196,9 @@ def test_sampler_selects_the_same_with_either_kernels(
     pool.label(pool.random_unlabeled(100, random_state=2))
     model = trained_model(digits, pool.labeled_indices, epochs=20)
     for method, kwargs in (("entropy", {}), ("margin", {}), ("bald", {"mc_samples": 6})):
-        sampler = aalearn.UncertaintySampler(method, random_state=0, device="cpu", **kwargs)
+        sampler = aalearn.UncertaintySampler(
+            method, random_state=0, inference={"device": "cpu"}, **kwargs
+        )
         fused = sampler.select(model, pool, 60)
         with monkeypatch.context() as m:
             m.setenv(_fused.DISABLE_ENV, "1")

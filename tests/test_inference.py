@@ -111,13 +111,15 @@ def test_named_feature_layer_and_inputs(digits, tiny_model):
     assert out.probs is None
 
 
-def test_feature_layer_errors():
+def test_feature_layer_errors(digits):
     model = TinyNet()
-    assert find_feature_layer(model) is model.fc
-    with pytest.raises(ValueError, match="`feature_layer` to name a module of the model"):
-        find_feature_layer(model, "nope")
-    with pytest.raises(ValueError, match="has no nn.Linear"):
-        find_feature_layer(nn.Sequential(nn.ReLU()))
+    assert find_feature_layer(model, "fc") is model.fc
+    with pytest.raises(ValueError, match=r"name a module of the model, but got 'bdy.0'; close "
+                       r"matches: \['body.0'"):  # fmt: skip
+        find_feature_layer(model, "bdy.0")
+    with pytest.raises(ValueError, match="the last nn.Linear called during the forward pass, "
+                       "but the model called none"):  # fmt: skip
+        collect(nn.Sequential(nn.Flatten(), nn.Identity()), digits, np.arange(4), features=True)
 
 
 def test_stream_batches_and_argument_errors(digits, tiny_model):

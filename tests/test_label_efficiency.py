@@ -36,6 +36,8 @@ pytest.importorskip("sklearn")
 
 def run(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    # This tree's aalearn, whichever copy is installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "benchmarks.label_efficiency", *args],
         cwd=ROOT,

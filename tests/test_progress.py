@@ -107,7 +107,13 @@ def test_sampler_prints_to_stderr_when_asked(capsys):
     from aalearn.samplers.aalu import AALUSampler
 
     pool, model, _ = novel_cluster_pool(seed=1, per=30, n_labeled=10)
-    kw = {"epochs": 2, "selector_batch_size": 32, "device": "cpu", "random_state": 0, **FAST}
+    kw = {
+        "epochs": 2,
+        "selector_batch_size": 32,
+        "inference": {"device": "cpu"},
+        "random_state": 0,
+        **FAST,
+    }
     AALUSampler(progress=True, **kw).select(model, pool, 3)
     err = capsys.readouterr().err.splitlines()
     assert (

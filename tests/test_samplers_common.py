@@ -21,28 +21,43 @@ from .conftest import trained_model
 
 FACTORIES: dict[str, Callable[[int], aalearn.Sampler]] = {
     "random": lambda s: aalearn.RandomSampler(random_state=s),
-    "entropy": lambda s: aalearn.UncertaintySampler("entropy", device="cpu", random_state=s),
-    "margin": lambda s: aalearn.UncertaintySampler("margin", device="cpu", random_state=s),
+    "entropy": lambda s: aalearn.UncertaintySampler(
+        "entropy", inference={"device": "cpu"}, random_state=s
+    ),
+    "margin": lambda s: aalearn.UncertaintySampler(
+        "margin", inference={"device": "cpu"}, random_state=s
+    ),
     "least_confidence": lambda s: aalearn.UncertaintySampler(
-        "least_confidence", device="cpu", random_state=s
+        "least_confidence", inference={"device": "cpu"}, random_state=s
     ),
     "bald": lambda s: aalearn.UncertaintySampler(
-        "bald", mc_samples=4, device="cpu", random_state=s
+        "bald", mc_samples=4, inference={"device": "cpu"}, random_state=s
     ),
-    "coreset": lambda s: aalearn.CoreSetSampler(device="cpu", random_state=s),
+    "coreset": lambda s: aalearn.CoreSetSampler(inference={"device": "cpu"}, random_state=s),
     **{
         f"aalu[{variant}]": (
             lambda s, v=variant: aalearn.AALUSampler(
-                variant=v, epochs=2, min_iterations=0, random_state=s, device="cpu"
+                variant=v,
+                epochs=2,
+                min_iterations=0,
+                random_state=s,
+                inference={"device": "cpu"},
             )
         )
         for variant in AALU_VARIANTS
     },
     "adversarial[features]": lambda s: aalearn.AdversarialSampler(
-        representation="features", epochs=2, random_state=s, device="cpu"
+        representation="features",
+        epochs=2,
+        random_state=s,
+        inference={"device": "cpu"},
     ),
     "adversarial[raw]": lambda s: aalearn.AdversarialSampler(
-        representation="raw", epochs=0.2, vae_channels=8, random_state=s, device="cpu"
+        representation="raw",
+        epochs=0.2,
+        vae_channels=8,
+        random_state=s,
+        inference={"device": "cpu"},
     ),
 }
 

@@ -37,7 +37,7 @@ def setup(digits):
 def test_selection_is_the_top_k_of_independent_scores(setup, digits, method, device):
     model, pool = setup
     model = copy.deepcopy(model).to(device)
-    sampler = aalearn.UncertaintySampler(method, batch_size=128, device=device)
+    sampler = aalearn.UncertaintySampler(method, inference={"batch_size": 128, "device": device})
     picked = sampler.select(model, pool, 50)
     model.eval()
     with torch.no_grad():
@@ -56,7 +56,9 @@ def test_selection_is_the_top_k_of_independent_scores(setup, digits, method, dev
 
 def test_bald_scores_match_numpy_mutual_information(setup, digits):
     model, pool = setup
-    sampler = aalearn.UncertaintySampler("bald", mc_samples=8, random_state=0, device="cpu")
+    sampler = aalearn.UncertaintySampler(
+        "bald", mc_samples=8, random_state=0, inference={"device": "cpu"}
+    )
     idx = pool.unlabeled_indices[:40]
     scores = sampler.score(model, pool, idx)
     # Recompute with the same dropout masks: same seed, same order of RNG use.
@@ -77,7 +79,7 @@ def test_bald_needs_dropout(digits):
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     pool = aalearn.ActivePool(digits)
     with pytest.raises(ValueError, match="method='bald' needs MC dropout"):
-        aalearn.UncertaintySampler("bald", device="cpu").select(model, pool, 3)
+        aalearn.UncertaintySampler("bald", inference={"device": "cpu"}).select(model, pool, 3)
 
 
 @pytest.mark.parametrize(
@@ -85,11 +87,11 @@ def test_bald_needs_dropout(digits):
     [
         ({"method": "variance"}, ValueError, r"`method` to be one of \['entropy', 'margin'"),
         ({"mc_samples": 0}, ValueError, r"`mc_samples` to be >= 1, but got 0"),
-        ({"batch_size": 0}, ValueError, r"`batch_size` to be >= 1, but got 0"),
-        ({"num_workers": -1}, ValueError, r"`num_workers` to be >= 0"),
-        ({"device": 3}, TypeError, r"`device` to be None, a str or a torch.device"),
+        ({"inference": {"batch_size": 0}}, ValueError, r"`batch_size` to be >= 1, but got 0"),
+        ({"inference": {"num_workers": -1}}, ValueError, r"`num_workers` to be >= 0"),
+        ({"inference": {"device": 3}}, TypeError, r"`device` to be None, a str or a torch.device"),
         ({"random_state": "seed"}, TypeError, r"`random_state` to be None, an int"),
-        ({"input_fn": 5}, TypeError, r"`input_fn` to be callable or None"),
+        ({"inference": {"input_fn": 5}}, TypeError, r"`input_fn` to be callable or None"),
     ],
 )
 def test_configuration_errors_raise_at_select_before_any_work(setup, kwargs, exc, match):
@@ -104,15 +106,15 @@ def test_configuration_errors_raise_at_select_before_any_work(setup, kwargs, exc
 def test_repr_shows_non_default_configuration():
     assert repr(aalearn.UncertaintySampler()) == "UncertaintySampler()"
     assert (
-        repr(aalearn.UncertaintySampler("bald", mc_samples=5, device="cpu"))
-        == "UncertaintySampler(method='bald', mc_samples=5, device='cpu')"
+        repr(aalearn.UncertaintySampler("bald", mc_samples=5, inference={"device": "cpu"}))
+        == "UncertaintySampler(method='bald', mc_samples=5, inference={'device': 'cpu'})"
     )
 
 
 def test_model_on_another_device_is_a_clear_error(setup):
     model, pool = setup
     before = pool.state_dict()
-    sampler = aalearn.UncertaintySampler("entropy", device="meta")
+    sampler = aalearn.UncertaintySampler("entropy", inference={"device": "meta"})
     with pytest.raises(ValueError, match=r"Expected the model to be on `device` \(meta\)"):
         sampler.select(model, pool, 5)
     after = pool.state_dict()

@@ -73,14 +73,6 @@ def _check_progress(progress: Any) -> Progress:
     return progress
 
 
-def _check_feature_layer(feature_layer: Any) -> None:
-    if feature_layer is not None and not isinstance(feature_layer, str):
-        raise TypeError(
-            f"Expected argument `feature_layer` to be a module name or 'auto', but got "
-            f"{type(feature_layer).__name__}."
-        )
-
-
 # ------------------------------------------------------------------ configuration
 
 

@@ -13,14 +13,14 @@ lives in :mod:`aalearn.samplers._selector`, shared with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Callable, Optional, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional, Union
 
 import numpy as np
-import torch
 
-from aalearn._validation import Device, RandomState, check_int, check_number
+from aalearn._validation import RandomState, check_int, check_number
 from aalearn.functional.losses import RANKING_TIES
+from aalearn.inference import InferenceConfig
 from aalearn.networks import DEFAULT_HIDDEN, DEFAULT_LATENT_DIM
 from aalearn.pool import ActivePool
 
@@ -34,7 +34,6 @@ from ._selector import (
 from ._training import (
     Progress,
     _check_bool,
-    _check_feature_layer,
     _check_hidden,
     _TrainingConfig,
 )
@@ -187,8 +186,6 @@ class AALUSampler(BaseSampler):
         ``(256, 128)`` is aalearn's choice).
     standardize : bool
         Standardise the features before training.
-    feature_layer : str or "auto"
-        The module whose input is ``f``; ``"auto"`` is the model's last ``nn.Linear``.
     progress : bool, callable or None
         ``None`` (default): a progress bar on stderr (iterations, losses, time left)
         when stderr is a terminal, nothing otherwise; its first line says how many
@@ -197,8 +194,12 @@ class AALUSampler(BaseSampler):
         A callable is called as ``progress(epoch, losses)`` after each epoch,
         ``losses`` the mean of each loss term over the epoch. Silent training reads
         nothing back from the device.
-    batch_size, device, num_workers, random_state, input_fn, target_fn, autocast
-        See :class:`~aalearn.samplers.base.BaseSampler`.
+    inference : aalearn.InferenceConfig, mapping or None
+        The inference pass (see :class:`~aalearn.InferenceConfig`): ``feature_layer``
+        names the module whose input is ``f`` (``"auto"``: the last ``nn.Linear``
+        called); ``target_fn`` gives the task losses of labeled items without oracle labels.
+    random_state : int, numpy.random.Generator or None
+        Seeds the selector networks and their batches.
 
     Examples
     --------
@@ -211,7 +212,8 @@ class AALUSampler(BaseSampler):
     >>> pool = ActivePool(data)
     >>> pool.label(pool.random_unlabeled(40, random_state=0))
     >>> model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
-    >>> sampler = AALUSampler(epochs=2, hidden=(32, 16), device="cpu", random_state=0)
+    >>> sampler = AALUSampler(epochs=2, hidden=(32, 16), inference={"device": "cpu"},
+    ...                       random_state=0)
     >>> picked = sampler.select(model, pool, 10)
     >>> picked.shape, bool(pool.labeled_mask[picked].any())
     ((10,), False)
@@ -242,25 +244,11 @@ class AALUSampler(BaseSampler):
         latent_dim: int = DEFAULT_LATENT_DIM,
         hidden: Sequence[int] = DEFAULT_HIDDEN,
         standardize: bool = True,
-        feature_layer: Optional[str] = "auto",
         progress: Progress = None,
-        batch_size: int = 256,
-        device: Device = None,
-        num_workers: int = 0,
+        inference: Union[InferenceConfig, Mapping[str, Any], None] = None,
         random_state: RandomState = None,
-        input_fn: Optional[Callable[[Any], torch.Tensor]] = None,
-        target_fn: Optional[Callable[[Any], torch.Tensor]] = None,
-        autocast: bool = False,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            device=device,
-            num_workers=num_workers,
-            random_state=random_state,
-            input_fn=input_fn,
-            target_fn=target_fn,
-            autocast=autocast,
-        )
+        super().__init__(inference=inference, random_state=random_state)
         self.variant = variant
         self.use_adversarial = use_adversarial
         self.use_predictions = use_predictions
@@ -277,7 +265,6 @@ class AALUSampler(BaseSampler):
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.standardize = standardize
-        self.feature_layer = feature_layer
         self.progress = progress
 
     @classmethod
@@ -318,7 +305,6 @@ class AALUSampler(BaseSampler):
     def _config(self) -> _FeatureSelectorConfig:
         switches = self.switches
         _check_bool(self.standardize, "standardize")
-        _check_feature_layer(self.feature_layer)
         _check_choice(self.batch, "batch", BATCH_RULES)
         _check_choice(self.ties, "ties", RANKING_TIES)
         return _FeatureSelectorConfig(
@@ -344,7 +330,7 @@ class AALUSampler(BaseSampler):
         self, model: Any, pool: ActivePool, budget: int, rng: np.random.Generator
     ) -> np.ndarray:
         return _select_by_features(
-            self, self._config(), self.feature_layer, model, pool, budget, rng
+            self, self._config(), self.inference_.feature_layer, model, pool, budget, rng
         )
 
     def score(
@@ -360,7 +346,7 @@ class AALUSampler(BaseSampler):
         cfg = self._config()
 
         def train(model: Any, pool: ActivePool, rng: np.random.Generator) -> Any:
-            t = _fit_on_pool(self, cfg, self.feature_layer, model, pool, rng)
+            t = _fit_on_pool(self, cfg, self.inference_.feature_layer, model, pool, rng)
             return t.scores, t.unlabeled
 
         return _score_sampler(self, train, model, pool, indices)

@@ -10,20 +10,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from aalearn._validation import Device, RandomState, check_int, check_number, torch_generator
+from aalearn._validation import RandomState, check_int, check_number, torch_generator
 from aalearn.functional.losses import (
     vaal_discriminator_loss,
     vaal_representation_loss,
     vaal_vae_adversarial_loss,
 )
+from aalearn.inference import InferenceConfig
 from aalearn.networks import (
     DEFAULT_HIDDEN,
     DEFAULT_LATENT_DIM,
@@ -45,7 +46,6 @@ from ._training import (
     Progress,
     _adam,
     _check_bool,
-    _check_feature_layer,
     _check_hidden,
     _epoch_schedule,
     _frozen,
@@ -251,15 +251,16 @@ class AdversarialSampler(BaseSampler):
         others are 2x, 4x and 8x). Smaller values make a cheaper network of the same shape.
     standardize : bool
         ``"features"`` only: standardise the features first.
-    feature_layer : str or "auto"
-        ``"features"`` only: the module whose input is the feature vector.
     progress : bool, callable or None
         As :class:`~aalearn.samplers.aalu.AALUSampler`: ``None`` (default) a
         progress bar when stderr is a terminal, ``True`` always, ``False`` silent,
         a callable ``progress(epoch, losses)`` after each epoch.
-    batch_size, device, num_workers, random_state, input_fn, target_fn, autocast
-        See :class:`~aalearn.samplers.base.BaseSampler`; ``batch_size`` is also the
-        chunk size when the ConvVAE scores the unlabeled images.
+    inference : aalearn.InferenceConfig, mapping or None
+        The inference pass (see :class:`~aalearn.InferenceConfig`); its ``feature_layer``
+        (``"features"`` only) names the module whose input is the feature vector, and its
+        ``batch_size`` is also the chunk size when the ConvVAE scores the unlabeled images.
+    random_state : int, numpy.random.Generator or None
+        Seeds the selector networks and their batches.
 
     Examples
     --------
@@ -273,7 +274,7 @@ class AdversarialSampler(BaseSampler):
     >>> pool.label(pool.random_unlabeled(30, random_state=0))
     >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
     >>> vaal = AdversarialSampler(representation="raw", epochs=1, vae_channels=4,
-    ...                           device="cpu", random_state=0)
+    ...                           inference={"device": "cpu"}, random_state=0)
     >>> vaal.select(model, pool, 5).shape
     (5,)
     >>> vaal.score(model, pool).shape  # higher = less like the labeled items
@@ -295,25 +296,11 @@ class AdversarialSampler(BaseSampler):
         discriminator_steps: int = 1,
         vae_channels: int = VAAL_BASE_CHANNELS,
         standardize: bool = True,
-        feature_layer: Optional[str] = "auto",
         progress: Progress = None,
-        batch_size: int = 256,
-        device: Device = None,
-        num_workers: int = 0,
+        inference: Union[InferenceConfig, Mapping[str, Any], None] = None,
         random_state: RandomState = None,
-        input_fn: Optional[Callable[[Any], torch.Tensor]] = None,
-        target_fn: Optional[Callable[[Any], torch.Tensor]] = None,
-        autocast: bool = False,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            device=device,
-            num_workers=num_workers,
-            random_state=random_state,
-            input_fn=input_fn,
-            target_fn=target_fn,
-            autocast=autocast,
-        )
+        super().__init__(inference=inference, random_state=random_state)
         self.representation = representation
         self.beta = beta
         self.adversary_param = adversary_param
@@ -326,7 +313,6 @@ class AdversarialSampler(BaseSampler):
         self.discriminator_steps = discriminator_steps
         self.vae_channels = vae_channels
         self.standardize = standardize
-        self.feature_layer = feature_layer
         self.progress = progress
 
     def _validate_params(self) -> None:
@@ -342,7 +328,6 @@ class AdversarialSampler(BaseSampler):
                 f"but got {self.representation!r}."
             )
         _check_bool(self.standardize, "standardize")
-        _check_feature_layer(self.feature_layer)
         if self.representation == "features":
             self._feature_config()
         else:
@@ -395,7 +380,13 @@ class AdversarialSampler(BaseSampler):
     ) -> np.ndarray:
         if self.representation == "features":
             return _select_by_features(
-                self, self._feature_config(), self.feature_layer, model, pool, budget, rng
+                self,
+                self._feature_config(),
+                self.inference_.feature_layer,
+                model,
+                pool,
+                budget,
+                rng,
             )
         scores, unl = self._raw_scores(model, pool, rng)
         return _ranked(scores, unl, budget)
@@ -415,7 +406,7 @@ class AdversarialSampler(BaseSampler):
         def train(model: Any, pool: ActivePool, rng: np.random.Generator) -> Any:
             if self.representation == "features":
                 cfg = self._feature_config()
-                t = _fit_on_pool(self, cfg, self.feature_layer, model, pool, rng)
+                t = _fit_on_pool(self, cfg, self.inference_.feature_layer, model, pool, rng)
                 return t.scores, t.unlabeled
             return self._raw_scores(model, pool, rng)
 
@@ -437,4 +428,4 @@ class AdversarialSampler(BaseSampler):
         selector = _VAALSelector(self._vaal_config(), int(x_l.shape[1]), size, x_l.device, rng)
         selector.fit(x_l, x_u)
         # Lowest D(mu) first: VAAL's "most likely unlabeled".
-        return -selector.score(x_u, self.batch_size), unl
+        return -selector.score(x_u, self.inference_.batch_size), unl

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import inspect
-from typing import Any, Callable, ClassVar, Optional, Protocol, runtime_checkable
+from collections.abc import Iterator, Mapping
+from typing import Any, Callable, ClassVar, Optional, Protocol, Union, runtime_checkable
 
 import numpy as np
 import torch
 from torch import nn
 
-from aalearn._validation import Device, RandomState, check_int, check_random_state, resolve_device
+from aalearn import functional as AF
+from aalearn._validation import RandomState, check_int, check_random_state, resolve_device
 from aalearn.distributed import current_shard
-from aalearn.inference import InferenceOutputs, collect, preserve_mode
+from aalearn.inference import (
+    InferenceConfig,
+    InferenceOutputs,
+    collect,
+    inference_device,
+    preserve_mode,
+    stream,
+)
 from aalearn.pool import ActivePool
 
 __all__ = ["BaseSampler", "Sampler"]
@@ -57,30 +68,29 @@ class Sampler(Protocol):
 class BaseSampler:
     """Base class: validates ``select``'s arguments, then calls the ``_select`` hook.
 
-    Subclasses store their keyword arguments unchanged in ``__init__`` (so the
-    ``repr`` shows the configuration, as in scikit-learn), validate them in
-    :meth:`_validate_params` (called at the start of every ``select``, before any
-    work), and implement ``_select(model, pool, budget, rng)``. The base class
-    checks the budget and pool, preserves the model's training flags, resolves
-    ``random_state`` into a fresh :class:`numpy.random.Generator` for each call,
-    and checks the result against the :class:`Sampler` contract.
+    Subclasses take their own keyword arguments plus ``inference`` and
+    ``random_state``, store them unchanged in ``__init__`` (so the ``repr`` shows
+    the configuration and :func:`sklearn.base.clone` works, as in scikit-learn),
+    validate them in :meth:`_validate_params` (called at the start of every
+    ``select``, before any work), and implement ``_select(model, pool, budget, rng)``.
+    The base class checks the budget and pool, preserves the model's training flags,
+    resolves ``random_state`` into a fresh :class:`numpy.random.Generator` for each
+    call, and checks the result against the :class:`Sampler` contract. Samplers get
+    model outputs from :meth:`_collect` (one pass, all rows) or :meth:`_select_topk`
+    (streaming top-k, memory ``O(budget)``), both aware of
+    :class:`aalearn.distributed.ShardedSampler`.
 
-    Common parameters
-    -----------------
-    batch_size : int
-        Batch size of the inference pass.
-    device : str, torch.device or None
-        Where inference and selector training run. ``None`` (default) follows the
-        model's parameters; an explicit device must be the model's (a clear
-        ``ValueError`` otherwise: the model is never moved).
-    num_workers : int
-        ``DataLoader`` workers of the inference pass.
+    Parameters
+    ----------
+    inference : aalearn.InferenceConfig, mapping or None
+        How the inference pass reads batches, calls the model and reads its outputs
+        (batch size, device, workers, ``input_fn``, ``target_fn``, ``output_fn``,
+        feature layer, autocast): see :class:`~aalearn.InferenceConfig`. A dict of its
+        fields is accepted (``inference={"batch_size": 64, "device": "cpu"}``) and
+        validated at ``select``. Samplers that do not use a field ignore it (e.g.
+        ``target_fn`` outside the loss-reading samplers).
     random_state : int, numpy.random.Generator or None
         Seed of every random choice the sampler makes.
-    input_fn, target_fn : callable, optional
-        Map a collated batch to the model input / targets (default: element 0 / 1).
-    autocast : bool
-        Mixed-precision inference.
 
     Examples
     --------
@@ -97,11 +107,13 @@ class BaseSampler:
     ...         return out.indices[order[:budget].cpu().numpy()]
     >>> model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2))
     >>> pool = ActivePool(TensorDataset(torch.randn(20, 2), torch.zeros(20, dtype=torch.long)))
-    >>> sampler = LargestNorm(device="cpu")
+    >>> sampler = LargestNorm(inference={"device": "cpu"})
     >>> sampler
-    LargestNorm(device='cpu')
+    LargestNorm(inference={'device': 'cpu'})
     >>> sampler.select(model, pool, budget=3).shape
     (3,)
+    >>> sampler.set_params(inference__batch_size=8).inference_
+    InferenceConfig(batch_size=8, device='cpu')
     """
 
     #: The sampler needs a model (``False`` for :class:`RandomSampler`).
@@ -110,21 +122,11 @@ class BaseSampler:
     def __init__(
         self,
         *,
-        batch_size: int = 256,
-        device: Device = None,
-        num_workers: int = 0,
+        inference: Union[InferenceConfig, Mapping[str, Any], None] = None,
         random_state: RandomState = None,
-        input_fn: Optional[Callable[[Any], torch.Tensor]] = None,
-        target_fn: Optional[Callable[[Any], torch.Tensor]] = None,
-        autocast: bool = False,
     ) -> None:
-        self.batch_size = batch_size
-        self.device = device
-        self.num_workers = num_workers
+        self.inference = inference
         self.random_state = random_state
-        self.input_fn = input_fn
-        self.target_fn = target_fn
-        self.autocast = autocast
 
     # ------------------------------------------------------------ configuration
     @classmethod
@@ -137,9 +139,47 @@ class BaseSampler:
             if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
         ]
 
-    def get_params(self) -> dict[str, Any]:
-        """The constructor arguments, as stored."""
-        return {name: getattr(self, name) for name in self._param_names()}
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor arguments, as stored (scikit-learn's convention).
+
+        With ``deep=True`` the resolved inference configuration's fields are added as
+        ``inference__<field>`` (what :meth:`set_params` accepts).
+        """
+        params = {name: getattr(self, name) for name in self._param_names()}
+        if deep and "inference" in params:
+            cfg = self.inference_
+            for f in dataclasses.fields(cfg):
+                params[f"inference__{f.name}"] = getattr(cfg, f.name)
+        return params
+
+    def set_params(self, **params: Any) -> BaseSampler:
+        """Set constructor arguments (``inference__<field>`` sets one inference field).
+
+        Returns ``self``. An unknown name is a ``ValueError`` and changes nothing.
+        """
+        valid = self._param_names()
+        nested: dict[str, Any] = {}
+        plain: dict[str, Any] = {}
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if name not in valid or (sub and name != "inference"):
+                raise ValueError(
+                    f"Invalid parameter {key!r} for {type(self).__name__}; valid parameters "
+                    f"are {sorted(valid)} (and inference__<field>)."
+                )
+            if sub:
+                nested[sub] = value
+            else:
+                plain[name] = value
+        cfg = None
+        if nested:
+            base = InferenceConfig.coerce(plain.get("inference", self.inference))
+            cfg = base.replace(**nested)
+        for name, value in plain.items():
+            setattr(self, name, value)
+        if cfg is not None:
+            self.inference = cfg
+        return self
 
     def _defaults(self) -> dict[str, Any]:
         sig = inspect.signature(type(self).__init__)
@@ -152,7 +192,7 @@ class BaseSampler:
     def __repr__(self) -> str:
         defaults = self._defaults()
         shown = []
-        for name, value in self.get_params().items():
+        for name, value in self.get_params(deep=False).items():
             default = defaults.get(name, inspect.Parameter.empty)
             try:
                 same = bool(value == default) and type(value) is type(default)
@@ -162,33 +202,25 @@ class BaseSampler:
                 shown.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(shown)})"
 
+    @property
+    def inference_(self) -> InferenceConfig:
+        """``inference`` resolved and validated as an :class:`~aalearn.InferenceConfig`."""
+        return InferenceConfig.coerce(getattr(self, "inference", None))
+
     def _validate_params(self) -> None:
         """Check the configuration; subclasses extend it (call ``super()``)."""
-        check_int(self.batch_size, "batch_size", minimum=1)
-        check_int(self.num_workers, "num_workers", minimum=0)
-        resolve_device(self.device)
+        if "inference" in self._param_names():
+            self.inference_  # noqa: B018 (validates)
         check_random_state(self.random_state)
-        for name in ("input_fn", "target_fn"):
-            fn = getattr(self, name)
-            if fn is not None and not callable(fn):
-                raise TypeError(
-                    f"Expected argument `{name}` to be callable or None, but got "
-                    f"{type(fn).__name__}."
-                )
-        if not isinstance(self.autocast, bool):
-            raise TypeError(
-                f"Expected argument `autocast` to be a bool, but got "
-                f"{type(self.autocast).__name__}."
-            )
 
     @property
     def device_(self) -> torch.device:
-        """``device`` as a :class:`torch.device`, resolved without a model.
+        """The inference device, resolved without a model.
 
         ``None`` gives CUDA when available, else CPU; at ``select`` time ``None``
         follows the model instead (:func:`aalearn.inference.inference_device`).
         """
-        return resolve_device(self.device)
+        return resolve_device(self.inference_.device)
 
     # ------------------------------------------------------------------ select
     def select(self, model: Optional[nn.Module], pool: ActivePool, budget: int) -> np.ndarray:
@@ -239,30 +271,125 @@ class BaseSampler:
         return out
 
     # ------------------------------------------------------------ inference
+    def _pass_config(self, what: dict[str, Any]) -> InferenceConfig:
+        """The inference config, with any of its fields in ``what`` (popped) overriding it."""
+        names = {f.name for f in dataclasses.fields(InferenceConfig)}
+        overrides = {k: what.pop(k) for k in list(what) if k in names}
+        cfg = self.inference_
+        return cfg.replace(**overrides) if overrides else cfg
+
+    @contextlib.contextmanager
+    def _mc_seed(
+        self, model: nn.Module, cfg: InferenceConfig, rng: Optional[np.random.Generator], k: int
+    ) -> Iterator[None]:
+        """Seed the dropout masks of ``k > 0`` MC passes from ``rng``, leaving torch's RNG as is."""
+        if not k:
+            yield
+            return
+        dev = inference_device(model, cfg.device)
+        cuda_ids = []
+        if dev.type == "cuda":
+            cuda_ids = [dev.index if dev.index is not None else torch.cuda.current_device()]
+        gen = check_random_state(self.random_state) if rng is None else rng
+        with torch.random.fork_rng(devices=cuda_ids):
+            # Dropout masks come from the global torch RNG; seeded inside a fork so the
+            # caller's RNG state is left untouched.
+            torch.manual_seed(int(gen.integers(0, 2**63 - 1)))
+            yield
+
+    @staticmethod
+    def _dataset(pool: ActivePool) -> Any:
+        if pool.dataset is None:
+            raise ValueError("This sampler needs the pool's dataset, but the pool has none.")
+        return pool.dataset
+
     def _collect(
         self,
         model: nn.Module,
         pool: ActivePool,
         indices: np.ndarray,
+        *,
+        rng: Optional[np.random.Generator] = None,
         **what: Any,
     ) -> InferenceOutputs:
         """One inference pass over ``indices`` with this sampler's configuration.
 
+        ``what`` holds the arguments of :func:`aalearn.collect` (``probs``,
+        ``features``, ``mc_samples``, ...), and may override fields of the inference
+        config (e.g. ``feature_layer``). MC-dropout masks are seeded from ``rng``.
         Inside :class:`aalearn.distributed.ShardedSampler`, each rank runs the pass
         over its block of ``indices`` and gets every row back (all-gathered).
         """
-        if pool.dataset is None:
-            raise ValueError("This sampler needs the pool's dataset, but the pool has none.")
+        dataset = self._dataset(pool)
+        cfg = self._pass_config(what)
         shard = current_shard()
-        return (collect if shard is None else shard.collect)(
-            model,
-            pool.dataset,
-            indices,
-            batch_size=self.batch_size,
-            device=self.device,
-            num_workers=self.num_workers,
-            input_fn=self.input_fn,
-            target_fn=self.target_fn,
-            autocast=self.autocast,
-            **what,
-        )
+        with self._mc_seed(model, cfg, rng, int(what.get("mc_samples", 0))):
+            return (collect if shard is None else shard.collect)(
+                model, dataset, indices, inference=cfg, **what
+            )
+
+    def _stream(
+        self,
+        model: nn.Module,
+        pool: ActivePool,
+        indices: np.ndarray,
+        consume: Callable[[InferenceOutputs], None],
+        *,
+        rng: Optional[np.random.Generator] = None,
+        **what: Any,
+    ) -> None:
+        """:func:`aalearn.stream` over ``indices`` (this process only) with this configuration."""
+        dataset = self._dataset(pool)
+        cfg = self._pass_config(what)
+        with self._mc_seed(model, cfg, rng, int(what.get("mc_samples", 0))):
+            stream(model, dataset, indices, consume, inference=cfg, **what)
+
+    def _score_stream(
+        self,
+        model: nn.Module,
+        pool: ActivePool,
+        indices: np.ndarray,
+        score: Callable[[InferenceOutputs], torch.Tensor],
+        *,
+        rng: Optional[np.random.Generator] = None,
+        **what: Any,
+    ) -> np.ndarray:
+        """``score(batch outputs)`` of every item of ``indices``, in order, as a NumPy array."""
+        parts: list[torch.Tensor] = []
+        self._stream(model, pool, indices, lambda out: parts.append(score(out)), rng=rng, **what)
+        if not parts:
+            return np.empty(0, dtype=np.float32)
+        return torch.cat(parts).cpu().numpy()
+
+    def _select_topk(
+        self,
+        model: nn.Module,
+        pool: ActivePool,
+        budget: int,
+        score: Callable[[InferenceOutputs], torch.Tensor],
+        *,
+        rng: Optional[np.random.Generator] = None,
+        **what: Any,
+    ) -> np.ndarray:
+        """The ``budget`` unlabeled items with the highest ``score``, best first, streamed.
+
+        Each batch's scores are merged into a running top-k
+        (:class:`aalearn.functional.StreamingTopK`), so memory is ``O(budget)`` plus
+        one batch. Inside :class:`aalearn.distributed.ShardedSampler` each rank scores
+        its block of the unlabeled items and the ranks' candidates are merged
+        (:meth:`aalearn.distributed.Shard.merge_topk`): the same picks as one process.
+        """
+        shard = current_shard()
+        unlabeled = pool.unlabeled_indices if shard is None else shard.local(pool.unlabeled_indices)
+        dev = inference_device(model, self._pass_config(dict(what)).device)
+        topk = AF.StreamingTopK(budget, device=dev)
+
+        def _consume(out: InferenceOutputs) -> None:
+            idx = torch.from_numpy(np.array(out.indices, dtype=np.int64)).to(dev)
+            topk.update(score(out), idx)
+
+        self._stream(model, pool, unlabeled, _consume, rng=rng, **what)
+        scores, idx = topk.compute()
+        if shard is not None:
+            idx = shard.merge_topk(scores, idx, budget)
+        return idx.cpu().numpy()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Mapping
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from aalearn._validation import Device, RandomState
+from aalearn._validation import RandomState
 from aalearn.functional.coreset import _k_center_greedy_arg_validation, k_center_greedy
+from aalearn.inference import InferenceConfig
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler
 
@@ -32,16 +34,18 @@ class CoreSetSampler(BaseSampler):
 
     Parameters
     ----------
-    feature_layer : str or "auto"
-        Module whose *input* is the feature vector; ``"auto"`` is the last
-        :class:`torch.nn.Linear` of the model (the classifier's input).
     chunk_size : int, optional
         Rows per block of the distance computations; ``None`` picks a size for the
         device (see :func:`~aalearn.functional.k_center_greedy`).
     metric : {"euclidean", "cosine"}
         Distance between feature vectors.
-    batch_size, device, num_workers, random_state, input_fn, autocast
-        See :class:`~aalearn.samplers.base.BaseSampler`.
+    inference : aalearn.InferenceConfig, mapping or None
+        The inference pass (see :class:`~aalearn.InferenceConfig`); its
+        ``feature_layer``, ``feature_source`` and ``feature_pooling`` say which features
+        (default: the input of the last ``nn.Linear`` called, the classifier's input).
+        ``target_fn`` is not used.
+    random_state : int, numpy.random.Generator or None
+        Not used (the selection is deterministic); accepted for a uniform interface.
 
     Examples
     --------
@@ -55,9 +59,9 @@ class CoreSetSampler(BaseSampler):
     >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
     >>> pool = ActivePool(TensorDataset(torch.randn(50, 4), torch.arange(50) % 3))
     >>> pool.label([0, 1, 2])
-    >>> sampler = CoreSetSampler(batch_size=16, device="cpu")
+    >>> sampler = CoreSetSampler(inference={"batch_size": 16, "device": "cpu"})
     >>> sampler
-    CoreSetSampler(batch_size=16, device='cpu')
+    CoreSetSampler(inference={'batch_size': 16, 'device': 'cpu'})
     >>> picked = sampler.select(model, pool, budget=5)
     >>> len(picked), len(set(picked.tolist())), bool(pool.labeled_mask[picked].any())
     (5, 5, False)
@@ -66,35 +70,17 @@ class CoreSetSampler(BaseSampler):
     def __init__(
         self,
         *,
-        feature_layer: Optional[str] = "auto",
         chunk_size: Optional[int] = None,
         metric: str = "euclidean",
-        batch_size: int = 256,
-        device: Device = None,
-        num_workers: int = 0,
+        inference: Union[InferenceConfig, Mapping[str, Any], None] = None,
         random_state: RandomState = None,
-        input_fn: Optional[Callable[[Any], torch.Tensor]] = None,
-        autocast: bool = False,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            device=device,
-            num_workers=num_workers,
-            random_state=random_state,
-            input_fn=input_fn,
-            autocast=autocast,
-        )
-        self.feature_layer = feature_layer
+        super().__init__(inference=inference, random_state=random_state)
         self.chunk_size = chunk_size
         self.metric = metric
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        if self.feature_layer is not None and not isinstance(self.feature_layer, str):
-            raise TypeError(
-                f"Expected argument `feature_layer` to be a module name or 'auto', but got "
-                f"{type(self.feature_layer).__name__}."
-            )
         _k_center_greedy_arg_validation(self.chunk_size, self.metric)
 
     def _select(
@@ -103,9 +89,7 @@ class CoreSetSampler(BaseSampler):
         unlabeled = pool.unlabeled_indices
         # Unlabeled first, in increasing dataset order: position ties are index ties.
         indices = np.concatenate([unlabeled, pool.labeled_indices])
-        out = self._collect(
-            model, pool, indices, probs=False, features=True, feature_layer=self.feature_layer
-        )
+        out = self._collect(model, pool, indices, probs=False, features=True)
         assert out.features is not None
         centers = torch.zeros(indices.shape[0], dtype=torch.bool, device=out.features.device)
         centers[unlabeled.shape[0] :] = True

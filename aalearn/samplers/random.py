@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Union
 
 import numpy as np
 
+from aalearn._validation import RandomState
+from aalearn.inference import InferenceConfig
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler
 
@@ -19,6 +22,8 @@ class RandomSampler(BaseSampler):
 
     Parameters
     ----------
+    inference : aalearn.InferenceConfig, mapping or None
+        Not used (no inference); accepted for a uniform interface.
     random_state : int, numpy.random.Generator or None
         Seed; the same seed gives the same picks for the same pool.
 
@@ -38,13 +43,13 @@ class RandomSampler(BaseSampler):
 
     requires_model = False
 
-    def __init__(self, *, random_state: Any = None) -> None:
-        self.random_state = random_state
-
-    def _validate_params(self) -> None:
-        from aalearn._validation import check_random_state
-
-        check_random_state(self.random_state)
+    def __init__(
+        self,
+        *,
+        inference: Union[InferenceConfig, Mapping[str, Any], None] = None,
+        random_state: RandomState = None,
+    ) -> None:
+        super().__init__(inference=inference, random_state=random_state)
 
     def _select(
         self, model: Any, pool: ActivePool, budget: int, rng: np.random.Generator
