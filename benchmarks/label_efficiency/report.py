@@ -236,7 +236,7 @@ def _aalu_widths(s: Settings) -> str:
 
     if s.aalu_hidden is None:
         return f"{tuple(DEFAULT_HIDDEN)} (library default)"
-    return f"{tuple(s.aalu_hidden)} (library default {tuple(DEFAULT_HIDDEN)})"
+    return f"{tuple(s.aalu_hidden)} (set by `--aalu-hidden`)"
 
 
 def dataset_tables(curves: dict[tuple[str, str], Curves], dataset: str) -> str:
