@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aalearn._validation import torch_generator
+from aalearn._validation import check_random_state, torch_generator
 from aalearn.functional.coreset import k_center_greedy
 from aalearn.functional.losses import (
     assistant_adversarial_loss,
@@ -454,8 +454,6 @@ def _score_sampler(
     ``train(model, pool, rng)`` returns ``(scores, unlabeled)``; the model's train/eval
     flags are restored afterwards.
     """
-    from aalearn._validation import check_random_state
-
     if not isinstance(pool, ActivePool):
         raise TypeError(
             f"Expected argument `pool` to be an aalearn.ActivePool, but got {type(pool).__name__}."
