@@ -146,10 +146,8 @@ def test_raw_follows_vaal_schedule(digits_pool, monkeypatch):
 
 
 def test_raw_objectives_train_one_network_each():
-    sampler = AdversarialSampler(**RAW)
-    sel = adversarial._VAALSelector(
-        sampler, 1, (8, 8), torch.device("cpu"), np.random.default_rng(0)
-    )
+    cfg = AdversarialSampler(**RAW)._vaal_config()
+    sel = adversarial._VAALSelector(cfg, 1, (8, 8), torch.device("cpu"), np.random.default_rng(0))
     x_l, x_u = torch.rand(4, 1, 8, 8), torch.rand(5, 1, 8, 8)
     loss, parts = sel.vae_objective(x_l, x_u)
     loss.backward()
