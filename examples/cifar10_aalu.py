@@ -101,8 +101,11 @@ def make_sampler(args: argparse.Namespace, seed: int, device: torch.device) -> a
         return aalearn.AdversarialSampler(
             representation="raw", epochs=args.selector_epochs, random_state=seed, **common
         )
-    return aalearn.AALUSampler(
-        variant=args.variant, epochs=args.selector_epochs, random_state=seed, **common
+    # --paper: the paper's exact configuration (plain top-k, no iteration floor).
+    make = aalearn.AALUSampler.paper if args.paper else aalearn.AALUSampler
+    floor = {"min_iterations": 0} if args.fast else {}
+    return make(
+        variant=args.variant, epochs=args.selector_epochs, random_state=seed, **floor, **common
     )
 
 
@@ -192,6 +195,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--lr", type=float, default=0.1, help="ResNet18 SGD learning rate")
     parser.add_argument(
         "--selector-epochs", type=float, default=100, help="AALU/VAAL selector epochs"
+    )
+    parser.add_argument(
+        "--paper",
+        action="store_true",
+        help="AALU variants with the paper's configuration (AALUSampler.paper()), not the "
+        "library's defaults",
     )
     parser.add_argument("--inference-batch-size", type=int, default=512)
     parser.add_argument("--imagenet-stem", action="store_true", help="keep the 7x7/maxpool stem")

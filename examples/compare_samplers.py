@@ -44,8 +44,13 @@ def make_sampler(name: str, seed: int, selector_epochs: float) -> aalearn.Sample
     if name == "coreset":
         return aalearn.CoreSetSampler(inference={"device": "cpu"})
     if name in AALU_VARIANTS:
+        floor = {"min_iterations": 0} if selector_epochs < 2 else {}  # --fast: no floor
         return aalearn.AALUSampler(
-            variant=name, epochs=selector_epochs, inference={"device": "cpu"}, random_state=seed
+            variant=name,
+            epochs=selector_epochs,
+            inference={"device": "cpu"},
+            random_state=seed,
+            **floor,
         )
     if name == "vaal":
         # vae_channels=16: VAAL's convolutional VAE at 1/8 of its reference width (128),

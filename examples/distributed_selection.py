@@ -79,7 +79,11 @@ def make_sampler(name: str, device: str, seed: int, fast: bool) -> aalearn.Sampl
         return CoreSetSampler(inference={"batch_size": 128, "device": device})
     from aalearn.samplers.aalu import AALUSampler
 
-    return AALUSampler(epochs=2 if fast else 20, inference={"device": device}, random_state=seed)
+    if fast:  # a smoke run: 2 epochs, no floor on the iterations
+        return AALUSampler(
+            epochs=2, min_iterations=0, inference={"device": device}, random_state=seed
+        )
+    return AALUSampler(epochs=20, inference={"device": device}, random_state=seed)
 
 
 def init_distributed() -> tuple[int, int, torch.device]:

@@ -15,21 +15,23 @@ from torch.utils.data import TensorDataset
 from aalearn import ActivePool
 from aalearn.inference import collect
 from aalearn.samplers._selector import (
-    _epoch_schedule,
     _FeatureData,
     _FeatureSelector,
     _FeatureSelectorConfig,
-    _IndexStream,
 )
-from aalearn.samplers.aalu import AALU_VARIANTS, AALUSampler
+from aalearn.samplers._training import _epoch_schedule, _IndexStream, _TrainingConfig
+from aalearn.samplers.aalu import AALU_VARIANTS, PAPER_SETTINGS, AALUSampler
 
 DEVICES = [
     "cpu",
     pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")),
 ]
 # Small networks and a larger learning rate than the paper's 5e-4, so that a few
-# hundred steps suffice on the tiny synthetic pools.
-FAST = {"hidden": (64, 32), "lr": 2e-3}
+# hundred steps suffice on the tiny synthetic pools; no floor on the iterations.
+NETS = {"hidden": (64, 32), "lr": 2e-3}
+FAST = {**NETS, "min_iterations": 0}
+#: The paper's plain top-k, for the tests of what the scores rank.
+TOPK = {**FAST, "batch": "topk"}
 
 
 def novel_cluster_pool(seed: int = 0, dim: int = 16, per: int = 80, n_labeled: int = 20):
@@ -125,7 +127,7 @@ def test_every_table1_variant_selects_by_name(small, variant):
 def test_picks_the_novel_cluster(variant, device):
     pool, model, y = novel_cluster_pool(seed=0)
     sampler = AALUSampler(
-        variant=variant, epochs=80, inference={"device": device}, random_state=0, **FAST
+        variant=variant, epochs=80, inference={"device": device}, random_state=0, **TOPK
     )
     picked = sampler.select(model.to(device), pool, 30)
     assert (y[picked] == 3).mean() > 0.7
@@ -136,7 +138,7 @@ def test_loss_learning_alone_ranks_by_task_loss(device):
     pool, model = loss_pool(seed=0)
     model = model.to(device)
     sampler = AALUSampler(
-        variant="lossLearn", epochs=30, inference={"device": device}, random_state=0, **FAST
+        variant="lossLearn", epochs=30, inference={"device": device}, random_state=0, **TOPK
     )
     # Every unlabeled item (never seen by A), best first.
     order = sampler.select(model, pool, pool.n_unlabeled)
@@ -224,6 +226,7 @@ def test_progress_reports_each_epoch(small):
     AALUSampler(
         variant="lossLearn",
         epochs=1,
+        min_iterations=0,
         inference={"device": "cpu"},
         random_state=0,
         progress=lambda e, d: seen.append((e, d)),
@@ -239,11 +242,11 @@ def test_options(small):
         {"latent_dim": 4},
     ):
         picked = AALUSampler(
-            epochs=1, **{"inference": {"device": "cpu"}, "random_state": 0, **kwargs}
+            epochs=1, **{"inference": {"device": "cpu"}, "random_state": 0, **FAST, **kwargs}
         ).select(model, pool, 4)
         assert picked.shape == (4,)
     with pytest.raises(ValueError, match="Expected argument `feature_layer` to name a module"):
-        AALUSampler(epochs=1, inference={"feature_layer": "nope", "device": "cpu"}).select(
+        AALUSampler(epochs=1, inference={"feature_layer": "nope", "device": "cpu"}, **FAST).select(
             model, pool, 4
         )
 
@@ -273,12 +276,10 @@ def _selector(**switches) -> tuple[_FeatureSelector, _FeatureData]:
         kl_weight=1.0,
         xi=0.1,
         ranking_weight=10.0,
-        lr=1e-3,
-        batch_size=8,
-        epochs=1,
         latent_dim=4,
         hidden=(16,),
         standardize=True,
+        training=_TrainingConfig(lr=1e-3, batch_size=8, epochs=1),
     )
     sel = _FeatureSelector(cfg, 6, 3, torch.device("cpu"), np.random.default_rng(0))
     g = torch.Generator().manual_seed(0)
@@ -362,7 +363,11 @@ def test_needs_labeled_items():
             TypeError,
             "Expected argument `feature_layer` to be a str or None",
         ),
-        ({"progress": 1}, TypeError, "Expected argument `progress` to be callable"),
+        ({"progress": 1}, TypeError, "Expected argument `progress` to be a bool, a callable"),
+        ({"min_iterations": -1}, ValueError, "Expected argument `min_iterations` to be >= 0"),
+        ({"batch": "random"}, ValueError, r"Expected argument `batch` to be one of \['topk'"),
+        ({"batch": 1}, TypeError, "Expected argument `batch` to be a str"),
+        ({"ties": "minus"}, ValueError, r"Expected argument `ties` to be one of \['zero'"),
         (
             {"inference": {"device": "cpu", "batch_size": 0}},
             ValueError,
@@ -395,11 +400,7 @@ def test_cuda_graph_training_matches_eager(monkeypatch):
     def run():
         seen: list[dict[str, float]] = []
         sampler = AALUSampler(
-            epochs=80,
-            inference={"device": "cuda"},
-            random_state=0,
-            progress=lambda e, d: seen.append(d),
-            **FAST,
+            epochs=80, device="cuda", random_state=0, progress=lambda e, d: seen.append(d), **TOPK
         )
         return sampler.select(model, pool, 30), seen
 
@@ -414,3 +415,134 @@ def test_cuda_graph_training_matches_eager(monkeypatch):
         assert a.keys() == b.keys()
         for k in a:
             assert a[k] == pytest.approx(b[k], rel=1e-3, abs=1e-4)
+
+
+# ------------------------------------------------- schedule, batch, score, ties
+
+
+def test_schedule_floor_only_acts_on_small_pools():
+    # digits: 100 epochs of 1,437 items are 1,122 iterations; the floor raises them to 1,800
+    assert sum(_epoch_schedule(1437, 100, 128)) == 1437 * 100 // 128 == 1122
+    counts = _epoch_schedule(1437, 100, 128, min_iterations=1800)
+    assert sum(counts) == 1800 and len(counts) == 161 and set(counts[:-1]) <= {11, 12}
+    # CIFAR-10's 39,062 iterations are above the floor: unchanged
+    assert _epoch_schedule(50_000, 100, 128, 1800) == _epoch_schedule(50_000, 100, 128)
+
+
+def test_paper_configuration_is_one_name_away():
+    paper = AALUSampler.paper()
+    params = paper.get_params()
+    assert {k: params[k] for k in PAPER_SETTINGS} == PAPER_SETTINGS
+    assert (params["epochs"], params["min_iterations"], params["batch"]) == (100, 0, "topk")
+    assert AALUSampler.paper("lossLearn", epochs=5).switches == AALU_VARIANTS["lossLearn"]
+    assert AALUSampler.paper(epochs=5).epochs == 5
+    default = AALUSampler()
+    assert (default.min_iterations, default.batch, default.ties) == (1800, "per_class", "zero")
+
+
+def test_score_is_what_select_ranks(small):
+    pool, model, _ = small
+
+    def make(**kw):
+        return AALUSampler(epochs=2, inference={"device": "cpu"}, random_state=3, **TOPK, **kw)
+
+    flags = [m.training for m in model.modules()]
+    scores = make().score(model, pool)
+    unl = pool.unlabeled_indices
+    assert scores.shape == unl.shape and scores.dtype == np.float32
+    assert [m.training for m in model.modules()] == flags
+    order = np.lexsort((unl, -scores))  # best first, ties by the smaller index
+    np.testing.assert_array_equal(make().select(model, pool, 15), unl[order[:15]])
+    # aligned with the indices asked for, in their order
+    some = unl[[7, 2, 30]]
+    np.testing.assert_array_equal(make().score(model, pool, some), scores[[7, 2, 30]])
+    with pytest.raises(ValueError, match="Expected argument `indices` to hold unlabeled"):
+        make().score(model, pool, pool.labeled_indices[:2])
+
+
+def test_per_class_batch_is_a_round_robin_over_predicted_classes(small, monkeypatch):
+    from aalearn.samplers import _selector
+
+    pool, model, _ = small
+    unl = pool.unlabeled_indices
+    n = unl.size
+    # Scores that fall with the position: the ranking is the unlabeled order itself.
+    monkeypatch.setattr(
+        _selector._FeatureSelector,
+        "score",
+        lambda self, f, p: -torch.arange(n, dtype=torch.float32),
+    )
+    picked = AALUSampler(epochs=1, inference={"device": "cpu"}, random_state=0, **FAST).select(
+        model, pool, 9
+    )
+    pred = collect(model, pool.dataset, unl, device="cpu").probs.argmax(1).numpy()
+    # by hand: round r takes the r-th best item of every predicted class, in rank order
+    rounds = [[i for i in range(n) if (pred[:i] == pred[i]).sum() == r] for r in range(n)]
+    expected = unl[[i for r in rounds for i in r][:9]]
+    np.testing.assert_array_equal(picked, expected)
+    assert len(set(pred[np.searchsorted(unl, picked[:3])])) == 3  # the first round: 3 classes
+    # the paper's top-k is the plain ranking
+    topk = AALUSampler(epochs=1, inference={"device": "cpu"}, random_state=0, **TOPK).select(
+        model, pool, 9
+    )
+    np.testing.assert_array_equal(topk, unl[:9])
+
+
+def test_kcenter_batch_spreads_the_top_candidates(small, monkeypatch):
+    from aalearn.samplers import _selector
+
+    pool, model, y = small
+    unl = pool.unlabeled_indices
+    cls = y[unl]
+    # The 20 best (4 * budget): 15 items of the labeled cluster 0 first, then 5 of the
+    # novel cluster 3; every other item scores lower.
+    scores = torch.full((unl.size,), -1.0)
+    first0, first3 = np.flatnonzero(cls == 0)[:15], np.flatnonzero(cls == 3)[:5]
+    scores[first0] = torch.arange(100.0, 85.0, -1.0)
+    scores[first3] = torch.arange(50.0, 45.0, -1.0)
+    monkeypatch.setattr(_selector._FeatureSelector, "score", lambda self, f, p: scores.clone())
+    kw = {"epochs": 1, "inference": {"device": "cpu"}, "random_state": 0, **FAST}
+    picked = AALUSampler(batch="kcenter", **kw).select(model, pool, 5)
+    assert np.unique(picked).size == 5
+    assert set(picked) <= set(unl[np.concatenate([first0, first3])])
+    assert 3 in set(y[picked])  # k-center reaches the cluster no labeled item covers
+    topk = AALUSampler(batch="topk", **kw).select(model, pool, 5)
+    assert set(y[topk]) == {0}
+
+
+def test_nan_scores_are_never_ranked_first(small, monkeypatch):
+    """One order for every sampler: NaN last (torch.sort put it first)."""
+    from aalearn.samplers import _selector
+
+    pool, model, _ = small
+    n = pool.n_unlabeled
+    scores = torch.arange(n, dtype=torch.float32)
+    scores[[n - 1, 0]] = float("nan")  # the best position and the worst
+    monkeypatch.setattr(_selector._FeatureSelector, "score", lambda self, f, p: scores.clone())
+    sampler = AALUSampler(epochs=1, inference={"device": "cpu"}, random_state=0, **TOPK)
+    try:
+        picked = sampler.select(model, pool, 3)
+    except ValueError as err:  # a non-finite score may also be refused outright
+        assert "finite" in str(err)
+        return
+    unl = pool.unlabeled_indices
+    np.testing.assert_array_equal(picked, unl[[n - 2, n - 3, n - 4]])
+
+
+@pytest.mark.parametrize("ties", ["zero", "not_greater"])
+def test_ties_option_reaches_the_ranking_loss(small, ties, monkeypatch):
+    from aalearn.samplers import _selector
+
+    seen: list[str] = []
+    real = _selector.ranking_loss
+
+    def spy(scores, losses, margin, *, ties):
+        seen.append(ties)
+        return real(scores, losses, margin, ties=ties)
+
+    monkeypatch.setattr(_selector, "ranking_loss", spy)
+    pool, model, _ = small
+    AALUSampler(
+        variant="lossLearn", epochs=1, ties=ties, inference={"device": "cpu"}, **FAST
+    ).select(model, pool, 3)
+    assert seen and set(seen) == {ties}

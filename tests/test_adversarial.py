@@ -15,7 +15,7 @@ from aalearn.samplers import adversarial
 from aalearn.samplers.aalu import AALUSampler
 from aalearn.samplers.adversarial import AdversarialSampler
 
-from .test_aalu import DEVICES, FAST, novel_cluster_pool
+from .test_aalu import DEVICES, NETS, novel_cluster_pool
 
 RAW = {"representation": "raw", "vae_channels": 4, "epochs": 1}
 
@@ -34,16 +34,16 @@ def digits_pool(digits):
 @pytest.mark.parametrize("device", DEVICES)
 def test_features_picks_the_novel_cluster(device):
     pool, model, y = novel_cluster_pool(seed=0)
-    sampler = AdversarialSampler(epochs=60, inference={"device": device}, random_state=0, **FAST)
+    sampler = AdversarialSampler(epochs=60, inference={"device": device}, random_state=0, **NETS)
     picked = sampler.select(model.to(device), pool, 30)
     assert (y[picked] == 3).mean() > 0.7
 
 
 def test_features_is_aalus_advvae_machinery():
     pool, model, _ = novel_cluster_pool(seed=2, per=30, n_labeled=10)
-    common = {"epochs": 3, "inference": {"device": "cpu"}, "random_state": 4, **FAST}
+    common = {"epochs": 3, "inference": {"device": "cpu"}, "random_state": 4, **NETS}
     ours = AdversarialSampler(vae_steps=1, discriminator_steps=1, **common)
-    theirs = AALUSampler(variant="advVAE", **common)
+    theirs = AALUSampler(variant="advVAE", min_iterations=0, batch="topk", **common)
     np.testing.assert_array_equal(ours.select(model, pool, 12), theirs.select(model, pool, 12))
 
 
@@ -146,10 +146,8 @@ def test_raw_follows_vaal_schedule(digits_pool, monkeypatch):
 
 
 def test_raw_objectives_train_one_network_each():
-    sampler = AdversarialSampler(**RAW)
-    sel = adversarial._VAALSelector(
-        sampler, 1, (8, 8), torch.device("cpu"), np.random.default_rng(0)
-    )
+    cfg = AdversarialSampler(**RAW)._vaal_config()
+    sel = adversarial._VAALSelector(cfg, 1, (8, 8), torch.device("cpu"), np.random.default_rng(0))
     x_l, x_u = torch.rand(4, 1, 8, 8), torch.rand(5, 1, 8, 8)
     loss, parts = sel.vae_objective(x_l, x_u)
     loss.backward()
@@ -203,10 +201,43 @@ def test_raw_needs_images():
         ({"hidden": "512"}, TypeError, "Expected argument `hidden` to be a sequence"),
         ({"latent_dim": 0}, ValueError, "Expected argument `latent_dim` to be >= 1"),
         ({"standardize": 1}, TypeError, "Expected argument `standardize` to be a bool"),
-        ({"progress": "log"}, TypeError, "Expected argument `progress` to be callable"),
+        ({"progress": "log"}, TypeError, "Expected argument `progress` to be a bool, a callable"),
     ],
 )
 def test_bad_arguments(digits_pool, kwargs, exc, match):
     pool, model = digits_pool
     with pytest.raises(exc, match=match):
         AdversarialSampler(inference={"device": "cpu"}, **kwargs).select(model, pool, 3)
+
+
+# ------------------------------------------------------------------- score
+
+
+@pytest.mark.parametrize("representation", ["features", "raw"])
+def test_score_is_what_select_ranks(digits_pool, representation):
+    pool, model = digits_pool
+    kw = RAW if representation == "raw" else {"epochs": 1, **NETS}
+    make = lambda: AdversarialSampler(inference={"device": "cpu"}, random_state=2, **kw)  # noqa: E731
+    scores = make().score(model, pool)
+    unl = pool.unlabeled_indices
+    assert scores.shape == unl.shape
+    order = np.lexsort((unl, -scores))
+    np.testing.assert_array_equal(make().select(model, pool, 10), unl[order[:10]])
+    np.testing.assert_array_equal(make().score(model, pool, unl[[5, 1]]), scores[[5, 1]])
+
+
+def test_vaal_never_ranks_nan_first(digits_pool, monkeypatch):
+    """VAAL picks the lowest D(mu); a NaN logit is the least informative, ranked last."""
+    pool, model = digits_pool
+    n = pool.n_unlabeled
+    logits = torch.arange(n, dtype=torch.float32)  # lowest first: positions 0, 1, 2, ...
+    logits[[0, 1]] = float("nan")
+    monkeypatch.setattr(adversarial._VAALSelector, "score", lambda self, x, chunk: logits.clone())
+    try:
+        picked = AdversarialSampler(inference={"device": "cpu"}, random_state=0, **RAW).select(
+            model, pool, 3
+        )
+    except ValueError as err:  # a non-finite score may also be refused outright
+        assert "finite" in str(err)
+        return
+    np.testing.assert_array_equal(picked, pool.unlabeled_indices[[2, 3, 4]])

@@ -55,7 +55,7 @@ def _samplers() -> dict[str, Any]:
     small = {"epochs": 2, "hidden": (32, 16), "latent_dim": 8, "selector_batch_size": 64,
              "inference": {"batch_size": 64, "device": "cpu"}, "random_state": 0}  # fmt: skip
     out["coreset"] = CoreSetSampler(inference={"batch_size": 64, "device": "cpu"})
-    out["aalu"] = AALUSampler(**small)
+    out["aalu"] = AALUSampler(min_iterations=0, **small)
     # VAAL's feature-space form, and raw VAAL kept tiny
     out["adversarial"] = AdversarialSampler(representation="features", **small)
     out["vaal"] = AdversarialSampler(

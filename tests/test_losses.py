@@ -215,3 +215,25 @@ def test_shape_errors():
         L.vaal_representation_loss(
             torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 3), torch.zeros(1, 1), torch.zeros(1, 1)
         )
+
+
+def test_ranking_loss_ties_follow_the_learning_loss_reference():
+    from aalearn.functional.losses import ranking_loss
+
+    scores = torch.tensor([0.6, 0.9, 0.3, 0.2], requires_grad=True)  # pairs (0.6, 0.3), (0.9, 0.2)
+    losses = torch.tensor([0.0, 2.0, 0.0, 1.0])  # first pair tied, second right by 0.7
+    zero = ranking_loss(scores, losses)
+    # sign 0: the tied pair costs the margin and gives no gradient
+    assert zero.item() == pytest.approx((0.1 + 0.0) / 2)
+    (grad,) = torch.autograd.grad(zero, scores)
+    assert grad.abs().sum() == 0
+    # reference: 2 * sign(clamp(l_i - l_j, min=0)) - 1 = -1, so the pair costs 0.6 - 0.3 + 0.1
+    ref = ranking_loss(scores, losses, ties="not_greater")
+    assert ref.item() == pytest.approx((0.4 + 0.0) / 2)
+    (grad,) = torch.autograd.grad(ref, scores)
+    torch.testing.assert_close(grad, torch.tensor([0.5, 0.0, -0.5, 0.0]))
+    # without ties both agree
+    untied = torch.tensor([1.0, 2.0, 0.5, 1.0])
+    assert ranking_loss(scores, untied) == ranking_loss(scores, untied, ties="not_greater")
+    with pytest.raises(ValueError, match=r"Expected argument `ties` to be one of \['zero'"):
+        ranking_loss(scores, losses, ties="minus_one")

@@ -10,7 +10,7 @@ from aalearn.networks import Assistant, ConvVAE, Discriminator, FeatureVAE, repa
 
 
 def test_feature_vae_shapes_and_depth():
-    vae = FeatureVAE(40, latent_dim=6)
+    vae = FeatureVAE(40, latent_dim=6, hidden=(512, 256))
     linears = [m for m in vae.encoder if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(40, 512), (512, 256), (256, 12)]
     linears = [m for m in vae.decoder if isinstance(m, nn.Linear)]
@@ -35,7 +35,7 @@ def test_reparameterisation_uses_the_generator():
 
 
 def test_assistant_returns_logits_and_sigmoid_score():
-    a = Assistant(7)
+    a = Assistant(7, (512, 256))
     assert [m.out_features for m in a.net if isinstance(m, nn.Linear)] == [512, 256, 1]
     m = torch.randn(4, 7)
     assert a(m).shape == (4,)
@@ -101,3 +101,9 @@ def test_bad_sizes():
         ConvVAE(image_size=0)
     with pytest.raises(ValueError, match="Expected argument `latent_dim`"):
         Discriminator(0)
+
+
+def test_default_widths_are_256_then_128():
+    linears = [m for m in FeatureVAE(40, latent_dim=6).encoder if isinstance(m, nn.Linear)]
+    assert [m.out_features for m in linears] == [256, 128, 12]
+    assert [m.out_features for m in Assistant(7).net if isinstance(m, nn.Linear)] == [256, 128, 1]

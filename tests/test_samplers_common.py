@@ -58,7 +58,7 @@ FACTORIES: dict[str, Callable[[int, str], aalearn.Sampler]] = {
     **{
         f"aalu[{variant}]": (
             lambda s, d, v=variant: aalearn.AALUSampler(
-                variant=v, epochs=2, random_state=s, inference={"device": d}
+                variant=v, epochs=2, min_iterations=0, random_state=s, inference={"device": d}
             )
         )
         for variant in AALU_VARIANTS

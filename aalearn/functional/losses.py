@@ -180,8 +180,12 @@ def assistant_adversarial_loss(logits_l: torch.Tensor, logits_u: torch.Tensor) -
     return _bce(logits_l, 0.0) + _bce(logits_u, 1.0)
 
 
+#: How :func:`ranking_loss` counts a pair of equal task losses.
+RANKING_TIES = ("zero", "not_greater")
+
+
 def ranking_loss(
-    scores: torch.Tensor, task_losses: torch.Tensor, margin: float = 0.1
+    scores: torch.Tensor, task_losses: torch.Tensor, margin: float = 0.1, *, ties: str = "zero"
 ) -> torch.Tensor:
     r"""Eq. (8): the pairwise ranking loss of "Learning Loss for Active Learning".
 
@@ -192,9 +196,16 @@ def ranking_loss(
     A labeled batch of ``2n`` samples is split into the pairs ``(i, n + i)``; an odd
     batch drops its last sample. Each pair is penalised unless the score of the
     sample with the larger task loss exceeds the other's by at least ``margin``
-    (``xi``). A pair of equal losses has ``sign = 0`` and costs ``margin``, with no
-    gradient. The loss is the mean over the ``n`` pairs. ``task_losses`` is a target:
+    (``xi``). The loss is the mean over the ``n`` pairs. ``task_losses`` is a target:
     it is detached.
+
+    **Ties.** A float32 cross-entropy of a confident right prediction is exactly 0, so
+    pairs of equal losses happen. ``ties="zero"`` takes the formula literally:
+    ``sign(0) = 0``, the pair costs ``margin`` and gives no gradient.
+    ``ties="not_greater"`` is the Learning Loss reference code (Yoo and Kweon; its
+    public re-implementation computes ``2 * sign(clamp(l_i - l_{n+i}, min=0)) - 1``):
+    a tied pair counts as "``l_i`` not greater", sign ``-1``, and pushes
+    ``A(m_{n+i})`` above ``A(m_i)`` by the margin.
 
     AALU passes ``scores = A(m) = sigmoid(logit)``, the **probabilities** the paper
     writes, so that the margin ``xi = 0.1`` lives on the same ``(0, 1)`` scale as in
@@ -208,6 +219,9 @@ def ranking_loss(
         The task model's per-sample losses of the same samples.
     margin : float
         The margin ``xi`` (0.1 in the paper).
+    ties : {"zero", "not_greater"}
+        The sign of a pair of equal task losses: 0 (default) or -1 (the Learning
+        Loss reference code).
 
     Examples
     --------
@@ -220,7 +234,16 @@ def ranking_loss(
     >>> # first pair now wrong by 0.4 (costs 0.4 + 0.1), second right by 0.2 >= 0.1 (costs 0)
     >>> ranking_loss(scores, torch.tensor([1.0, 1.0, 2.0, 3.0]))
     tensor(0.2500)
+    >>> tied = torch.tensor([0.0, 0.0])                  # one pair, equal losses
+    >>> ranking_loss(torch.tensor([0.6, 0.3]), tied)     # sign 0: the margin, no gradient
+    tensor(0.1000)
+    >>> ranking_loss(torch.tensor([0.6, 0.3]), tied, ties="not_greater")  # 0.6 - 0.3 + 0.1
+    tensor(0.4000)
     """
+    if ties not in RANKING_TIES:
+        raise ValueError(
+            f"Expected argument `ties` to be one of {list(RANKING_TIES)}, but got {ties!r}."
+        )
     if scores.ndim != 1 or scores.shape != task_losses.shape:
         raise ValueError(
             "Scores and task losses are expected to be 1-D with the same shape, but got "
@@ -232,7 +255,11 @@ def ranking_loss(
             f"The ranking loss needs a batch of at least 2 samples, but got {scores.shape[0]}."
         )
     target = task_losses.detach()
-    sign = torch.sign(target[:n] - target[n : 2 * n])
+    diff = target[:n] - target[n : 2 * n]
+    if ties == "zero":
+        sign = torch.sign(diff)
+    else:
+        sign = 2 * torch.sign(torch.clamp(diff, min=0)) - 1
     return torch.clamp(-sign * (scores[:n] - scores[n : 2 * n]) + margin, min=0).mean()
 
 

@@ -1,280 +1,60 @@
-"""The feature selector shared by AALU and the feature-space adversarial sampler.
+"""The feature selector of AALU and of the feature-space adversarial sampler.
 
 A VAE over task-model features and an assistant (or adversary) ``A``, co-trained on
 feature matrices resident on the device: mini-batches are indexed from them with a
 :class:`torch.Generator`, the loss terms are summed on the device, and on CUDA each
-training step is captured once as a CUDA graph and replayed. Used by
-:class:`aalearn.samplers.aalu.AALUSampler` and
-:class:`aalearn.samplers.adversarial.AdversarialSampler` (``representation="features"``);
-the VAAL trainer on raw images (in ``adversarial.py``) reuses its helpers. Private:
-nothing here is public API.
+training step is captured once as a CUDA graph and replayed. The loop, the steps
+and the schedule are those of :mod:`aalearn.samplers._training`, shared with VAAL.
+Used by :class:`aalearn.samplers.aalu.AALUSampler` and
+:class:`aalearn.samplers.adversarial.AdversarialSampler` (``representation="features"``).
+Private: nothing here is public API.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import warnings
-from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
 from aalearn._finite import check_finite
-from aalearn._validation import check_int, torch_generator
+from aalearn._validation import check_random_state, torch_generator
+from aalearn.functional.coreset import k_center_greedy
 from aalearn.functional.losses import (
     assistant_adversarial_loss,
     ranking_loss,
     representation_loss,
     vae_adversarial_loss,
 )
+from aalearn.inference import preserve_mode
 from aalearn.networks import Assistant, FeatureVAE, reparameterize
 from aalearn.pool import ActivePool
 
+from ._progress import TrainingProgress
+from ._training import (
+    _adam,
+    _epoch_schedule,
+    _frozen,
+    _IndexStream,
+    _LossMeter,
+    _Phase,
+    _ranked,
+    _seeded,
+    _Step,
+    _train,
+    _TrainingConfig,
+)
 from .base import BaseSampler
-
-#: ``progress(epoch, losses)``: called after each epoch (from 1) with the mean of each
-#: loss term over the epoch's steps.
-ProgressFn = Callable[[int, dict[str, float]], None]
 
 #: Rows scored at once at selection time (memory bound only; any value gives the same result).
 _SCORE_CHUNK = 16384
 #: Record the feature selector's training steps in CUDA graphs on CUDA devices.
 _CUDA_GRAPHS = True
-#: Eager steps before a CUDA graph is captured (PyTorch's recipe warms up on a side stream).
-_GRAPH_WARMUP = 3
-
-T = TypeVar("T")
-
-
-# --------------------------------------------------------------------------- helpers
-# Shared with adversarial.py.
-
-
-def _check_bool(value: Any, name: str, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if not isinstance(value, bool):
-        expected = "a bool or None" if allow_none else "a bool"
-        raise TypeError(
-            f"Expected argument `{name}` to be {expected}, but got {type(value).__name__}."
-        )
-
-
-def _check_hidden(hidden: Any, name: str = "hidden") -> tuple[int, ...]:
-    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
-        raise TypeError(
-            f"Expected argument `{name}` to be a sequence of positive ints, but got "
-            f"{type(hidden).__name__}."
-        )
-    if len(hidden) == 0:
-        raise ValueError(f"Expected argument `{name}` to hold at least one width, but got ().")
-    return tuple(check_int(h, name, minimum=1) for h in hidden)
-
-
-def _check_progress(progress: Any) -> None:
-    if progress is not None and not callable(progress):
-        raise TypeError(
-            f"Expected argument `progress` to be callable or None, but got "
-            f"{type(progress).__name__}."
-        )
-
-
-def _check_feature_layer(feature_layer: Any) -> None:
-    if feature_layer is not None and not isinstance(feature_layer, str):
-        raise TypeError(
-            f"Expected argument `feature_layer` to be a module name or 'auto', but got "
-            f"{type(feature_layer).__name__}."
-        )
-
-
-def _epoch_schedule(n_items: int, epochs: float, batch_size: int) -> list[int]:
-    """Iterations in each epoch, VAAL's way: ``n_items * epochs // batch_size`` in all.
-
-    An epoch is ``n_items / batch_size`` iterations (``n_items`` = labeled +
-    unlabeled); a fractional ``epochs`` ends with a partial epoch. At least one
-    iteration runs.
-    """
-    total = max(1, int(n_items * epochs // batch_size))
-    n_epochs = max(1, math.ceil(epochs))
-    bounds = [min(total, int(n_items * e // batch_size)) for e in range(1, n_epochs)] + [total]
-    counts, previous = [], 0
-    for bound in bounds:
-        counts.append(bound - previous)
-        previous = bound
-    return counts
-
-
-class _IndexStream:
-    """Shuffled mini-batches of ``range(n)`` drawn on ``device``, reshuffled after each pass.
-
-    Like a ``DataLoader(shuffle=True, drop_last=True)`` over positions, without a
-    loader: a permutation is drawn with ``generator`` on the device and sliced, so no
-    step touches the host. The batch size is ``min(batch_size, n)``.
-    """
-
-    def __init__(
-        self, n: int, batch_size: int, generator: torch.Generator, device: torch.device
-    ) -> None:
-        self.n = n
-        self.batch_size = min(batch_size, n)
-        self.generator = generator
-        self.device = device
-        self._perm = torch.empty(0, dtype=torch.int64, device=device)
-        self._pos = n  # forces a shuffle on the first call
-
-    def next(self) -> torch.Tensor:
-        if self._pos + self.batch_size > self.n:
-            self._perm = torch.randperm(self.n, generator=self.generator, device=self.device)
-            self._pos = 0
-        out = self._perm[self._pos : self._pos + self.batch_size]
-        self._pos += self.batch_size
-        return out
-
-
-class _LossMeter:
-    """Sums loss terms on the device, in place; reads them back once per epoch, when asked.
-
-    Sums and counts live in preallocated device tensors updated in place, so the
-    updates can be recorded in a CUDA graph and replayed.
-    """
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._sums: dict[str, torch.Tensor] = {}
-        self._counts: dict[str, torch.Tensor] = {}
-
-    def add(self, parts: dict[str, torch.Tensor]) -> None:
-        if not self.enabled:
-            return
-        for key, value in parts.items():
-            if key not in self._sums:
-                self._sums[key] = torch.zeros((), dtype=value.dtype, device=value.device)
-                self._counts[key] = torch.zeros((), dtype=value.dtype, device=value.device)
-            self._sums[key].add_(value.detach())
-            self._counts[key].add_(1)
-
-    def pop(self) -> dict[str, float]:
-        out = {k: float(self._sums[k] / self._counts[k]) for k in self._sums}
-        for t in (*self._sums.values(), *self._counts.values()):
-            t.zero_()
-        return out
-
-
-class _Step:
-    """One optimisation step, run eagerly or, on CUDA, captured once in a CUDA graph.
-
-    ``fn`` reads only static tensors (index and noise buffers the caller refills
-    before each call) and performs forward, backward and ``optimizer.step()``. On
-    CUDA with ``graphs=True``, the first :data:`_GRAPH_WARMUP` calls run eagerly on
-    a side stream (PyTorch's capture recipe), the next one is captured and every
-    later call replays the graph: one launch instead of a few hundred dispatches
-    from Python, which dominate the cost of these small MLPs. The gradients are
-    set to ``None`` before the capture so that the captured backward writes them
-    rather than accumulating. If the capture fails the step falls back to eager.
-    """
-
-    def __init__(
-        self, fn: Callable[[], None], optimizer: torch.optim.Optimizer, graphs: bool
-    ) -> None:
-        self.fn = fn
-        self.optimizer = optimizer
-        self.graphs = graphs
-        self.graph: Optional[Any] = None
-        self.calls = 0
-
-    def __call__(self) -> None:
-        if self.graph is not None:
-            self.graph.replay()
-            return
-        self.optimizer.zero_grad(set_to_none=True)
-        if not self.graphs:
-            self.fn()
-            return
-        self.calls += 1
-        current = torch.cuda.current_stream()
-        if self.calls <= _GRAPH_WARMUP:
-            side = torch.cuda.Stream()
-            side.wait_stream(current)
-            with torch.cuda.stream(side):
-                self.fn()
-            current.wait_stream(side)
-            return
-        graph = torch.cuda.CUDAGraph()
-        try:
-            with torch.cuda.graph(graph):
-                self.fn()
-        except RuntimeError as err:  # pragma: no cover - depends on the CUDA build
-            warnings.warn(
-                f"CUDA graph capture of the selector's training step failed ({err}); "
-                "training continues without graphs.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            self.graphs = False
-            self.optimizer.zero_grad(set_to_none=True)
-            self.fn()
-            return
-        self.graph = graph
-        graph.replay()
-
-
-def _seeded(rng: np.random.Generator, build: Callable[[], T]) -> T:
-    """Build networks with weights drawn from ``rng``, leaving torch's global RNG untouched."""
-    seed = int(rng.integers(0, 2**63 - 1))
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)
-        return build()
-
-
-def _adam(
-    params: Iterable[nn.Parameter], lr: float, device: torch.device, capturable: bool = False
-) -> torch.optim.Adam:
-    # The fused kernel is one launch per step on CUDA; CPU keeps the default.
-    if device.type != "cuda":
-        return torch.optim.Adam(params, lr=lr)
-    return torch.optim.Adam(params, lr=lr, fused=True, capturable=capturable)
-
-
-@contextlib.contextmanager
-def _frozen(module: nn.Module) -> Iterator[None]:
-    """Run ``module`` without recording gradients for its parameters (inputs still get them)."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
-def _standardize_(*parts: torch.Tensor) -> None:
-    """Z-score every column in place, with the mean and std over all ``parts`` together."""
-    n = sum(p.shape[0] for p in parts)
-    mean = torch.stack([p.sum(dim=0) for p in parts]).sum(dim=0) / n
-    var = torch.stack([(p - mean).pow(2).sum(dim=0) for p in parts]).sum(dim=0) / n
-    std = var.sqrt()
-    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # constant columns become 0
-    for p in parts:
-        p.sub_(mean).div_(std)
-
-
-def _with(code: torch.Tensor, probs: Optional[torch.Tensor]) -> torch.Tensor:
-    return code if probs is None else torch.cat([code, probs], dim=1)
-
-
-def _top(scores: torch.Tensor, candidates: np.ndarray, budget: int) -> np.ndarray:
-    """The ``budget`` candidates of highest score, best first; ties go to the lower position."""
-    check_finite(scores, candidates, "selector scores")  # the non-finite policy
-    order = torch.sort(scores, descending=True, stable=True).indices[:budget]
-    return candidates[order.cpu().numpy()]
-
-
-# ---------------------------------------------------------------- the trainer
+#: How a batch is formed from the scores (see ``AALUSampler``'s ``batch``).
+BATCH_RULES = ("topk", "per_class", "kcenter")
 
 
 @dataclass(frozen=True)
@@ -286,15 +66,15 @@ class _FeatureSelectorConfig:
     kl_weight: float  # 1 in AALU's Eq. 1, VAAL's beta
     xi: float
     ranking_weight: float
-    lr: float
-    batch_size: int
-    epochs: float
     latent_dim: int
     hidden: tuple[int, ...]
     standardize: bool
+    training: _TrainingConfig
     vae_steps: int = 1
     assistant_steps: int = 1
-    progress: Optional[ProgressFn] = None
+    ties: str = "zero"
+    batch: str = "topk"
+    kcenter_candidates: float = 4.0
 
 
 @dataclass
@@ -333,6 +113,21 @@ class _FeatureData:
         )
 
 
+def _standardize_(*parts: torch.Tensor) -> None:
+    """Z-score every column in place, with the mean and std over all ``parts`` together."""
+    n = sum(p.shape[0] for p in parts)
+    mean = torch.stack([p.sum(dim=0) for p in parts]).sum(dim=0) / n
+    var = torch.stack([(p - mean).pow(2).sum(dim=0) for p in parts]).sum(dim=0) / n
+    std = var.sqrt()
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # constant columns become 0
+    for p in parts:
+        p.sub_(mean).div_(std)
+
+
+def _with(code: torch.Tensor, probs: Optional[torch.Tensor]) -> torch.Tensor:
+    return code if probs is None else torch.cat([code, probs], dim=1)
+
+
 class _FeatureSelector:
     """The VAE and assistant of AALU (and of the feature-space adversarial sampler).
 
@@ -348,9 +143,11 @@ class _FeatureSelector:
         n_classes: int,
         device: torch.device,
         rng: np.random.Generator,
+        name: str = "selector",
     ) -> None:
         self.cfg = cfg
         self.device = device
+        self.name = name
 
         def build() -> tuple[Optional[FeatureVAE], Assistant]:
             vae = (
@@ -420,91 +217,69 @@ class _FeatureSelector:
         if cfg.use_ranking:
             if batch.l_l is None:
                 raise RuntimeError("The ranking loss needs the task losses.")
-            parts["ranking"] = ranking_loss(torch.sigmoid(logits_l), batch.l_l, cfg.xi)
+            scores = torch.sigmoid(logits_l)
+            parts["ranking"] = ranking_loss(scores, batch.l_l, cfg.xi, ties=cfg.ties)
             terms.append(cfg.ranking_weight * parts["ranking"])
         loss = terms[0] if len(terms) == 1 else terms[0] + terms[1]
         return loss, parts
 
     # ------------------------------------------------------------------ training
     def fit(self, data: _FeatureData) -> None:
-        """Co-train the VAE and ``A`` for ``cfg.epochs`` epochs over the resident data.
+        """Co-train the VAE and ``A`` over the resident data, on the shared loop.
 
         Each step reads its batch through index buffers and its noise from noise
         buffers, refilled before the step from the selector's generator; the step
-        itself is a :class:`_Step` (a replayed CUDA graph on CUDA).
+        itself is a :class:`~aalearn.samplers._training._Step` (a replayed CUDA graph
+        on CUDA).
         """
-        cfg = self.cfg
+        cfg, train = self.cfg, self.cfg.training
         dev = self.device
         n_l, n_u = data.f_l.shape[0], data.f_u.shape[0]
         graphs = _CUDA_GRAPHS and dev.type == "cuda"
-        lab = _IndexStream(n_l, cfg.batch_size, self.generator, dev)
-        unl = _IndexStream(n_u, cfg.batch_size, self.generator, dev)
         vae = self.vae
+        lab = _IndexStream(n_l, train.batch_size, self.generator, dev)
+        unl = _IndexStream(n_u, train.batch_size, self.generator, dev)
         idx_l = torch.empty(lab.batch_size, dtype=torch.int64, device=dev)
         idx_u = None if vae is None else torch.empty(unl.batch_size, dtype=torch.int64, device=dev)
-        n_batch = lab.batch_size + (0 if vae is None else unl.batch_size)
-        eps_v = None if vae is None else torch.empty(n_batch, cfg.latent_dim, device=dev)
-        eps_a = None if vae is None else torch.empty(n_batch, cfg.latent_dim, device=dev)
-        opt_a = _adam(self.assistant.parameters(), cfg.lr, dev, capturable=graphs)
-        meter = _LossMeter(cfg.progress is not None)
-        self.assistant.train()
+        schedule = _epoch_schedule(n_l + n_u, train.epochs, train.batch_size, train.min_iterations)
+        detail = f"{n_l + n_u:,} items, batch {train.batch_size}"
+        progress = TrainingProgress(train.progress, self.name, schedule, detail)
+        meter = _LossMeter(progress.active)
 
         def draw() -> None:
             idx_l.copy_(lab.next())
             if idx_u is not None:
                 idx_u.copy_(unl.next())
 
-        def assistant_step() -> None:
-            loss, parts = self.assistant_objective(data.batch(idx_l, idx_u), eps_a)
-            loss.backward()
-            opt_a.step()
-            meter.add(parts)
-
-        run_assistant = _Step(assistant_step, opt_a, graphs)
-        run_vae: Optional[_Step] = None
-        if vae is not None:
-            vae.train()
-            opt_v = _adam(vae.parameters(), cfg.lr, dev, capturable=graphs)
-
-            def vae_step() -> None:
-                loss, parts = self.vae_objective(data.batch(idx_l, idx_u), eps_v)
+        def step(objective: Any, opt: torch.optim.Optimizer, eps: Any) -> _Step:
+            def fn() -> None:
+                loss, parts = objective(data.batch(idx_l, idx_u), eps)
                 loss.backward()
-                opt_v.step()
+                opt.step()
                 meter.add(parts)
 
-            run_vae = _Step(vae_step, opt_v, graphs)
+            return _Step(fn, opt, graphs)
 
-        schedule = _epoch_schedule(n_l + n_u, cfg.epochs, cfg.batch_size)
+        def noise(eps: Optional[torch.Tensor]) -> Optional[Any]:
+            return None if eps is None else lambda: eps.normal_(generator=self.generator)
+
+        phases = []
+        n_batch = lab.batch_size + (0 if vae is None else unl.batch_size)
+        if vae is not None:
+            vae.train()
+            eps_v = torch.empty(n_batch, cfg.latent_dim, device=dev)
+            opt_v = _adam(vae.parameters(), train.lr, dev, capturable=graphs)
+            phases.append(
+                _Phase(step(self.vae_objective, opt_v, eps_v), cfg.vae_steps, noise(eps_v))
+            )
+        eps_a = None if vae is None else torch.empty(n_batch, cfg.latent_dim, device=dev)
+        opt_a = _adam(self.assistant.parameters(), train.lr, dev, capturable=graphs)
+        self.assistant.train()
+        phases.append(
+            _Phase(step(self.assistant_objective, opt_a, eps_a), cfg.assistant_steps, noise(eps_a))
+        )
         with torch.cuda.device(dev) if graphs else contextlib.nullcontext():
-            self._loop(schedule, draw, run_vae, run_assistant, eps_v, eps_a, meter)
-
-    def _loop(
-        self,
-        schedule: list[int],
-        draw: Callable[[], None],
-        run_vae: Optional[_Step],
-        run_assistant: _Step,
-        eps_v: Optional[torch.Tensor],
-        eps_a: Optional[torch.Tensor],
-        meter: _LossMeter,
-    ) -> None:
-        cfg = self.cfg
-        for epoch, n_iter in enumerate(schedule, 1):
-            for _ in range(n_iter):
-                if run_vae is not None and eps_v is not None:
-                    for _step in range(cfg.vae_steps):
-                        draw()
-                        eps_v.normal_(generator=self.generator)
-                        run_vae()
-                # The first A step reuses the last VAE step's batch (as VAAL does).
-                for step in range(cfg.assistant_steps):
-                    if step or run_vae is None:
-                        draw()
-                    if eps_a is not None:
-                        eps_a.normal_(generator=self.generator)
-                    run_assistant()
-            if cfg.progress is not None and n_iter:
-                cfg.progress(epoch, meter.pop())
+            _train(schedule, draw, phases, meter, progress)
 
     @torch.no_grad()
     def score(self, f: torch.Tensor, p: Optional[torch.Tensor]) -> torch.Tensor:
@@ -521,16 +296,88 @@ class _FeatureSelector:
         return torch.cat(out) if out else torch.empty(0, device=f.device)
 
 
-def _select_by_features(
+# ---------------------------------------------------------------- the batch
+
+
+def _per_class(scores: torch.Tensor, classes: torch.Tensor, budget: int) -> torch.Tensor:
+    """Round robin over predicted classes: each class's best, then each class's second...
+
+    Positions into ``scores``; within a round the classes' picks are in rank order.
+    """
+    n = scores.shape[0]
+    positions = torch.arange(n, device=scores.device)
+    order = torch.from_numpy(_ranked(scores, positions.cpu().numpy(), n)).to(scores.device)
+    cls = classes[order]
+    within = torch.empty_like(order)
+    for c in torch.unique(cls):
+        at = torch.nonzero(cls == c).squeeze(1)
+        within[at] = torch.arange(at.numel(), device=scores.device)
+    rank = torch.arange(n, device=scores.device)
+    key = within * n + rank  # by round, then by rank: unique, no ties
+    return order[torch.argsort(key)[:budget]]
+
+
+def _kcenter(
+    scores: torch.Tensor,
+    features_u: torch.Tensor,
+    features_l: torch.Tensor,
+    budget: int,
+    factor: float,
+) -> torch.Tensor:
+    """k-center greedy (labeled items as centers) over the ``factor * budget`` best."""
+    n = scores.shape[0]
+    m = min(n, max(budget, round(factor * budget)))
+    top = torch.from_numpy(_ranked(scores, np.arange(n), m)).to(scores.device)
+    feats = torch.cat([features_l, features_u[top]])
+    centers = torch.zeros(feats.shape[0], dtype=torch.bool, device=feats.device)
+    centers[: features_l.shape[0]] = True
+    picked = k_center_greedy(feats, centers, budget, validate_args=False)
+    return top[picked - features_l.shape[0]]
+
+
+def _pick(
+    cfg: _FeatureSelectorConfig,
+    scores: torch.Tensor,
+    unl: np.ndarray,
+    budget: int,
+    probs_u: Optional[torch.Tensor],
+    f_l: torch.Tensor,
+    f_u: torch.Tensor,
+) -> np.ndarray:
+    """The batch ``cfg.batch`` forms from the scores of the unlabeled items ``unl``."""
+    if cfg.batch == "topk":
+        return _ranked(scores, unl, budget)
+    if cfg.batch == "per_class":
+        assert probs_u is not None
+        positions = _per_class(scores, probs_u.argmax(dim=1), budget)
+    else:
+        positions = _kcenter(scores, f_u, f_l, budget, cfg.kcenter_candidates)
+    return unl[positions.cpu().numpy()]
+
+
+# ------------------------------------------------------------- one selection
+
+
+@dataclass
+class _Trained:
+    """A selector trained on one pool, with the unlabeled items' inputs and scores."""
+
+    scores: torch.Tensor
+    unlabeled: np.ndarray
+    probs_u: Optional[torch.Tensor]
+    f_l: torch.Tensor
+    f_u: torch.Tensor
+
+
+def _fit_on_pool(
     sampler: BaseSampler,
     cfg: _FeatureSelectorConfig,
     feature_layer: Optional[str],
     model: nn.Module,
     pool: ActivePool,
-    budget: int,
     rng: np.random.Generator,
-) -> np.ndarray:
-    """Algorithm 1: one inference pass, co-training, the ``budget`` highest ``A`` logits."""
+) -> _Trained:
+    """Algorithm 1 up to the scores: one inference pass, co-training, ``A``'s logits."""
     lab, unl = pool.labeled_indices, pool.unlabeled_indices
     need = 2 if cfg.use_ranking else 1
     if lab.size < need:
@@ -541,6 +388,7 @@ def _select_by_features(
         )
     # One pass over the pool, in its labeled part (with the task losses, from the
     # oracle's labels) and its unlabeled part (no label is read for those).
+    probs = cfg.use_predictions or cfg.batch == "per_class"
     out_l = sampler._collect(
         model,
         pool,
@@ -552,14 +400,69 @@ def _select_by_features(
         feature_layer=feature_layer,
     )
     out_u = sampler._collect(
-        model, pool, unl, features=True, probs=cfg.use_predictions, feature_layer=feature_layer
+        model, pool, unl, features=True, probs=probs, feature_layer=feature_layer
     )
     assert out_l.features is not None and out_u.features is not None
     f_l, f_u = out_l.features, out_u.features
     if cfg.standardize:
         _standardize_(f_l, f_u)
+    p_u = out_u.probs if cfg.use_predictions else None
     n_classes = 0 if out_l.probs is None else out_l.probs.shape[1]
-    data = _FeatureData(f_l, f_u, out_l.probs, out_u.probs, out_l.losses)
-    selector = _FeatureSelector(cfg, f_l.shape[1], n_classes, f_l.device, rng)
+    data = _FeatureData(f_l, f_u, out_l.probs, p_u, out_l.losses)
+    name = type(sampler).__name__
+    selector = _FeatureSelector(cfg, f_l.shape[1], n_classes, f_l.device, rng, name)
     selector.fit(data)
-    return _top(selector.score(f_u, out_u.probs), unl, budget)
+    scores = selector.score(f_u, p_u)
+    check_finite(scores, unl, "selector scores")  # the non-finite policy (aalearn._finite)
+    return _Trained(scores, unl, out_u.probs, f_l, f_u)
+
+
+def _select_by_features(
+    sampler: BaseSampler,
+    cfg: _FeatureSelectorConfig,
+    feature_layer: Optional[str],
+    model: nn.Module,
+    pool: ActivePool,
+    budget: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The ``budget`` picks: the highest ``A`` logits, formed into a batch by ``cfg.batch``."""
+    t = _fit_on_pool(sampler, cfg, feature_layer, model, pool, rng)
+    return _pick(cfg, t.scores, t.unlabeled, budget, t.probs_u, t.f_l, t.f_u)
+
+
+def _score_indices(
+    scores: torch.Tensor, unlabeled: np.ndarray, indices: Optional[np.ndarray]
+) -> np.ndarray:
+    """``scores`` (of ``unlabeled``, ascending) for ``indices`` (default: all of them)."""
+    out = scores.detach().float().cpu().numpy()
+    if indices is None:
+        return out
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    pos = np.searchsorted(unlabeled, idx)
+    ok = (pos < unlabeled.size) & (unlabeled[np.minimum(pos, unlabeled.size - 1)] == idx)
+    if unlabeled.size == 0 or not ok.all():
+        bad = idx[~ok][:5].tolist() if unlabeled.size else idx[:5].tolist()
+        raise ValueError(
+            f"Expected argument `indices` to hold unlabeled dataset indices, but got {bad}."
+        )
+    return out[pos]
+
+
+def _score_sampler(
+    sampler: BaseSampler, train: Any, model: nn.Module, pool: ActivePool, indices: Any
+) -> np.ndarray:
+    """``score`` of a training sampler: validate, train as ``select`` would, read the scores.
+
+    ``train(model, pool, rng)`` returns ``(scores, unlabeled)``; the model's train/eval
+    flags are restored afterwards.
+    """
+    if not isinstance(pool, ActivePool):
+        raise TypeError(
+            f"Expected argument `pool` to be an aalearn.ActivePool, but got {type(pool).__name__}."
+        )
+    sampler._validate_params()
+    rng = check_random_state(sampler.random_state)
+    with preserve_mode(model):
+        scores, unlabeled = train(model, pool, rng)
+    return _score_indices(scores, unlabeled, indices)

@@ -5,9 +5,10 @@ pass gives the feature vectors ``f`` (and the predictions ``p``, and the task lo
 ``l`` of the labeled items); a VAE over ``f`` and the active assistant ``A`` are
 co-trained adversarially; the unlabeled items ``A`` scores highest are selected.
 
-The training machinery (the VAE and assistant, trained on the resident features)
+The feature selector (the VAE and assistant, trained on the resident features)
 lives in :mod:`aalearn.samplers._selector`, shared with
-:class:`aalearn.samplers.adversarial.AdversarialSampler`.
+:class:`aalearn.samplers.adversarial.AdversarialSampler`; the training loop in
+:mod:`aalearn.samplers._training`, shared with VAAL too.
 """
 
 from __future__ import annotations
@@ -18,17 +19,23 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from aalearn._validation import RandomState, check_int, check_number
+from aalearn.functional.losses import RANKING_TIES
 from aalearn.inference import InferenceConfig
 from aalearn.networks import DEFAULT_HIDDEN, DEFAULT_LATENT_DIM
 from aalearn.pool import ActivePool
 
 from ._selector import (
-    ProgressFn,
+    BATCH_RULES,
+    _FeatureSelectorConfig,
+    _fit_on_pool,
+    _score_sampler,
+    _select_by_features,
+)
+from ._training import (
+    Progress,
     _check_bool,
     _check_hidden,
-    _check_progress,
-    _FeatureSelectorConfig,
-    _select_by_features,
+    _TrainingConfig,
 )
 from .base import BaseSampler
 
@@ -44,6 +51,27 @@ AALU_VARIANTS: dict[str, dict[str, bool]] = {
 }
 _VARIANT_BY_KEY = {name.lower(): name for name in AALU_VARIANTS}
 _SWITCHES = ("use_adversarial", "use_predictions", "use_ranking")
+
+#: The floor on selector iterations of the default schedule (see ``min_iterations``).
+DEFAULT_MIN_ITERATIONS = 1800
+#: How the default batch is formed from the assistant's scores (see ``batch``).
+DEFAULT_BATCH = "per_class"
+#: The ranking loss's sign for tied task losses by default (see ``ties``).
+DEFAULT_TIES = "zero"
+#: ``batch="kcenter"``: k-center greedy runs over this many times ``budget`` best items.
+KCENTER_CANDIDATES = 4.0
+#: The settings the paper specifies, on top of the defaults: :meth:`AALUSampler.paper`.
+PAPER_SETTINGS: dict[str, Any] = {
+    "beta": 1.0,
+    "xi": 0.1,
+    "ranking_weight": 10.0,
+    "lr": 5e-4,
+    "selector_batch_size": 128,
+    "epochs": 100,
+    "min_iterations": 0,
+    "batch": "topk",
+    "ties": "zero",
+}
 
 # ------------------------------------------------------------------- the sampler
 
@@ -87,14 +115,34 @@ class AALUSampler(BaseSampler):
     **Training schedule.** An *epoch* is ``(n_labeled + n_unlabeled) /
     selector_batch_size`` iterations, VAAL's convention (its reference code trains
     ``n_items * epochs // batch_size`` iterations, counting the whole training set).
-    Each iteration draws a labeled and an unlabeled batch of ``selector_batch_size``
-    (fewer if a part is smaller), reshuffled on each pass, from the feature matrix
-    that stays on ``device``: no ``DataLoader``, and no host synchronisation inside
-    the loop (losses are read back once per epoch, only when ``progress`` is given).
-    On CUDA each kind of step (VAE, ``A``) is recorded once in a CUDA graph and
-    replayed: the MLPs are so small that launching their few hundred kernels from
-    Python would otherwise cost more than running them (7x on an H200). The
-    results match eager training; a failed capture warns and falls back to eager.
+    The selector trains ``max(min_iterations, n_items * epochs // selector_batch_size)``
+    iterations: the paper's 100 epochs are 39,000 iterations on CIFAR-10 but only
+    about 1,100 on a pool of 1,437 digits, where the selector is under-trained (600
+    iterations fell below random sampling, 1,800 did not: see the findings in
+    ``docs/aalu-findings.md``); the floor (``1800`` by default) only acts on small pools.
+    ``min_iterations=0`` is the paper's schedule. Each iteration draws a labeled and
+    an unlabeled batch of ``selector_batch_size`` (fewer if a part is smaller),
+    reshuffled on each pass, from the feature matrix that stays on ``device``: no
+    ``DataLoader``, and no host synchronisation inside the loop (losses are read back
+    once per epoch, only when progress is shown). On CUDA each kind of step (VAE,
+    ``A``) is recorded once in a CUDA graph and replayed: the MLPs are so small that
+    launching their few hundred kernels from Python would otherwise cost more than
+    running them (7x on an H200). The results match eager training; a failed capture
+    warns and falls back to eager.
+
+    **The batch.** ``batch="topk"`` (the paper) returns the ``budget`` highest scores.
+    Their picks pile up in a few classes (the adversarial term prefers what looks
+    least like the labeled set), so the default ``batch="per_class"`` walks the same
+    ranking round robin over the task model's predicted classes: the best item of
+    each predicted class, then the second best of each, and so on (a round in rank
+    order). ``batch="kcenter"`` runs k-center greedy (Core-Set's rule, the labeled
+    items as centers, on the standardised features) over the
+    ``4 * budget`` best items. Only ``"topk"`` returns exactly the top of
+    :meth:`score`.
+
+    **The paper's configuration** is :meth:`AALUSampler.paper` (equivalently
+    ``AALUSampler(**PAPER_SETTINGS)``): 100 epochs and no floor, plain top-k, ties
+    counted as in Eq. (8) (``sign(0) = 0``), the paper's weights and learning rate.
 
     **Features** are standardised (zero mean, unit variance per dimension, over
     labeled and unlabeled items together) when ``standardize=True``: the paper does
@@ -125,16 +173,30 @@ class AALUSampler(BaseSampler):
         Batch size of selector training (128), for each of the two batches.
     epochs : int or float
         Training epochs (100 in the paper); a fraction runs part of an epoch.
+    min_iterations : int
+        The least number of training iterations (1800; 0 is the paper's schedule).
+    batch : {"per_class", "topk", "kcenter"}
+        How the batch is formed from the scores (see above; the paper: ``"topk"``).
+    ties : {"zero", "not_greater"}
+        The ranking loss's sign of a pair of equal task losses: 0 as Eq. (8) is
+        written (default), or -1 as the Learning Loss reference code counts it (see
+        :func:`aalearn.functional.losses.ranking_loss`).
     latent_dim : int
         Size of ``z`` (32, VAAL's).
     hidden : sequence of int
         Hidden widths of the VAE's encoder (its decoder mirrors them) and of ``A``;
-        ``(512, 256)`` gives the paper's 3-layer MLPs (the widths are aalearn's choice).
+        two widths give the paper's 3-layer MLPs (the paper does not give the widths;
+        ``(256, 128)`` is aalearn's choice).
     standardize : bool
         Standardise the features before training.
-    progress : callable or None
-        ``progress(epoch, losses)`` after each epoch, ``losses`` the mean of each loss
-        term over the epoch. ``None`` (default): silent, and no host synchronisation.
+    progress : bool, callable or None
+        ``None`` (default): a progress bar on stderr (iterations, losses, time left)
+        when stderr is a terminal, nothing otherwise; its first line says how many
+        iterations the schedule implies. ``True``: always (plain lines without a
+        terminal or without ``tqdm``, the ``progress`` extra). ``False``: silent.
+        A callable is called as ``progress(epoch, losses)`` after each epoch,
+        ``losses`` the mean of each loss term over the epoch. Silent training reads
+        nothing back from the device.
     inference : aalearn.InferenceConfig, mapping or None
         The inference pass (see :class:`~aalearn.InferenceConfig`): ``feature_layer``
         names the module whose input is ``f`` (``"auto"``: the last ``nn.Linear``
@@ -158,8 +220,12 @@ class AALUSampler(BaseSampler):
     >>> picked = sampler.select(model, pool, 10)
     >>> picked.shape, bool(pool.labeled_mask[picked].any())
     ((10,), False)
+    >>> sampler.score(model, pool).shape  # A's logit for each unlabeled item
+    (160,)
     >>> AALUSampler(variant="lossLearn").switches
     {'use_adversarial': False, 'use_predictions': False, 'use_ranking': True}
+    >>> AALUSampler.paper()  # the paper's exact configuration
+    AALUSampler(min_iterations=0, batch='topk')
     """
 
     def __init__(
@@ -175,10 +241,13 @@ class AALUSampler(BaseSampler):
         lr: float = 5e-4,
         selector_batch_size: int = 128,
         epochs: Union[int, float] = 100,
+        min_iterations: int = DEFAULT_MIN_ITERATIONS,
+        batch: str = DEFAULT_BATCH,
+        ties: str = DEFAULT_TIES,
         latent_dim: int = DEFAULT_LATENT_DIM,
         hidden: Sequence[int] = DEFAULT_HIDDEN,
         standardize: bool = True,
-        progress: Optional[ProgressFn] = None,
+        progress: Progress = None,
         inference: Union[InferenceConfig, Mapping[str, Any], None] = None,
         random_state: RandomState = None,
     ) -> None:
@@ -193,10 +262,22 @@ class AALUSampler(BaseSampler):
         self.lr = lr
         self.selector_batch_size = selector_batch_size
         self.epochs = epochs
+        self.min_iterations = min_iterations
+        self.batch = batch
+        self.ties = ties
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.standardize = standardize
         self.progress = progress
+
+    @classmethod
+    def paper(cls, variant: str = "aalu", **kwargs: Any) -> AALUSampler:
+        """The paper's configuration (:data:`PAPER_SETTINGS`), ``kwargs`` on top.
+
+        Zhu and Wang's Section 4: beta 1, xi 0.1, lambda 10, Adam 5e-4, batch 128,
+        100 epochs (no floor), the ``budget`` highest scores, Eq. (8) as written.
+        """
+        return cls(variant=variant, **{**PAPER_SETTINGS, **kwargs})
 
     @property
     def switches(self) -> dict[str, bool]:
@@ -227,20 +308,21 @@ class AALUSampler(BaseSampler):
     def _config(self) -> _FeatureSelectorConfig:
         switches = self.switches
         _check_bool(self.standardize, "standardize")
-        _check_progress(self.progress)
+        _check_choice(self.batch, "batch", BATCH_RULES)
+        _check_choice(self.ties, "ties", RANKING_TIES)
         return _FeatureSelectorConfig(
             **switches,
             adversarial_weight=check_number(self.beta, "beta", minimum=0),
             kl_weight=1.0,
             xi=check_number(self.xi, "xi", minimum=0),
             ranking_weight=check_number(self.ranking_weight, "ranking_weight", minimum=0),
-            lr=check_number(self.lr, "lr", minimum=0, exclusive_minimum=True),
-            batch_size=check_int(self.selector_batch_size, "selector_batch_size", minimum=2),
-            epochs=check_number(self.epochs, "epochs", minimum=0, exclusive_minimum=True),
             latent_dim=check_int(self.latent_dim, "latent_dim", minimum=1),
             hidden=_check_hidden(self.hidden),
             standardize=self.standardize,
-            progress=self.progress,
+            training=_TrainingConfig.of(self, min_batch_size=2),
+            ties=self.ties,
+            batch=self.batch,
+            kcenter_candidates=KCENTER_CANDIDATES,
         )
 
     def _validate_params(self) -> None:
@@ -252,4 +334,31 @@ class AALUSampler(BaseSampler):
     ) -> np.ndarray:
         return _select_by_features(
             self, self._config(), self.inference_.feature_layer, model, pool, budget, rng
+        )
+
+    def score(
+        self, model: Any, pool: ActivePool, indices: Optional[np.ndarray] = None
+    ) -> np.ndarray:
+        """``A``'s logits for ``indices`` (default: the unlabeled items, ascending).
+
+        Trains the selector exactly as :meth:`select` does (same ``random_state``,
+        same scores), then returns the scores instead of a batch: higher = pick
+        first. ``indices`` must be unlabeled. With ``batch="topk"``, ``select`` is
+        :func:`~aalearn.functional.topk_indices` of these scores.
+        """
+        cfg = self._config()
+
+        def train(model: Any, pool: ActivePool, rng: np.random.Generator) -> Any:
+            t = _fit_on_pool(self, cfg, self.inference_.feature_layer, model, pool, rng)
+            return t.scores, t.unlabeled
+
+        return _score_sampler(self, train, model, pool, indices)
+
+
+def _check_choice(value: Any, name: str, choices: Sequence[str]) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"Expected argument `{name}` to be a str, but got {type(value).__name__}.")
+    if value not in choices:
+        raise ValueError(
+            f"Expected argument `{name}` to be one of {list(choices)}, but got {value!r}."
         )

@@ -11,12 +11,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from aalearn._finite import check_finite
 from aalearn._validation import RandomState, check_int, check_number, torch_generator
 from aalearn.functional.losses import (
     vaal_discriminator_loss,
@@ -34,20 +36,28 @@ from aalearn.networks import (
 )
 from aalearn.pool import ActivePool
 
+from ._progress import TrainingProgress
 from ._selector import (
-    ProgressFn,
+    _FeatureSelectorConfig,
+    _fit_on_pool,
+    _score_sampler,
+    _select_by_features,
+)
+from ._training import (
+    Progress,
     _adam,
     _check_bool,
     _check_hidden,
-    _check_progress,
     _epoch_schedule,
-    _FeatureSelectorConfig,
     _frozen,
     _IndexStream,
     _LossMeter,
+    _Phase,
+    _ranked,
     _seeded,
-    _select_by_features,
-    _top,
+    _Step,
+    _train,
+    _TrainingConfig,
 )
 from .base import BaseSampler
 
@@ -69,31 +79,37 @@ def _as_images(x: Optional[torch.Tensor]) -> torch.Tensor:
     return x if x.is_floating_point() else x.float()
 
 
+@dataclass(frozen=True)
+class _VAALConfig:
+    """VAAL's settings: its losses' weights, networks and steps, and the training."""
+
+    beta: float
+    adversary_param: float
+    latent_dim: int
+    hidden: tuple[int, ...]
+    vae_channels: int
+    vae_steps: int
+    discriminator_steps: int
+    training: _TrainingConfig
+
+
 class _VAALSelector:
     """VAAL's convolutional VAE and discriminator, trained as ``sinhasam/vaal`` does."""
 
     def __init__(
         self,
-        sampler: AdversarialSampler,
+        cfg: _VAALConfig,
         in_channels: int,
         image_size: tuple[int, int],
         device: torch.device,
         rng: np.random.Generator,
     ) -> None:
-        self.beta = float(sampler.beta)
-        self.adversary_param = float(sampler.adversary_param)
-        self.lr = float(sampler.lr)
-        self.batch_size = int(sampler.selector_batch_size)
-        self.epochs = float(sampler.epochs)
-        self.vae_steps = int(sampler.vae_steps)
-        self.discriminator_steps = int(sampler.discriminator_steps)
-        self.progress = sampler.progress
+        self.cfg = cfg
         self.device = device
-        hidden = VAAL_DISCRIMINATOR_HIDDEN if sampler.hidden is None else tuple(sampler.hidden)
 
         def build() -> tuple[ConvVAE, Discriminator]:
-            vae = ConvVAE(in_channels, sampler.latent_dim, image_size, sampler.vae_channels)
-            return vae, Discriminator(sampler.latent_dim, hidden)
+            vae = ConvVAE(in_channels, cfg.latent_dim, image_size, cfg.vae_channels)
+            return vae, Discriminator(cfg.latent_dim, cfg.hidden)
 
         vae, disc = _seeded(rng, build)
         self.vae = vae.to(device)
@@ -104,13 +120,15 @@ class _VAALSelector:
         self, x_l: torch.Tensor, x_u: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """VAAL's VAE loss: the two VAE losses plus ``adversary_param`` * BCE(D(mu), labeled)."""
+        beta = self.cfg.beta
         recon_l, _, mu_l, logvar_l = self.vae(x_l, generator=self.generator)
         recon_u, _, mu_u, logvar_u = self.vae(x_u, generator=self.generator)
-        rep = vaal_representation_loss(recon_l, x_l, mu_l, logvar_l, beta=self.beta)
-        rep = rep + vaal_representation_loss(recon_u, x_u, mu_u, logvar_u, beta=self.beta)
+        rep = vaal_representation_loss(recon_l, x_l, mu_l, logvar_l, beta=beta)
+        rep = rep + vaal_representation_loss(recon_u, x_u, mu_u, logvar_u, beta=beta)
         with _frozen(self.discriminator):
             adv = vaal_vae_adversarial_loss(self.discriminator(mu_l), self.discriminator(mu_u))
-        return rep + self.adversary_param * adv, {"representation": rep, "vae_adversarial": adv}
+        loss = rep + self.cfg.adversary_param * adv
+        return loss, {"representation": rep, "vae_adversarial": adv}
 
     def discriminator_objective(
         self, x_l: torch.Tensor, x_u: torch.Tensor
@@ -123,35 +141,39 @@ class _VAALSelector:
         return loss, {"discriminator": loss}
 
     def fit(self, x_l: torch.Tensor, x_u: torch.Tensor) -> None:
+        """Train on the shared loop: ``vae_steps`` VAE steps, each on a fresh batch pair,
+        then ``discriminator_steps`` discriminator steps, the first on the last pair."""
+        cfg, train = self.cfg, self.cfg.training
         n_l, n_u = x_l.shape[0], x_u.shape[0]
-        lab = _IndexStream(n_l, self.batch_size, self.generator, self.device)
-        unl = _IndexStream(n_u, self.batch_size, self.generator, self.device)
-        opt_v = _adam(self.vae.parameters(), self.lr, self.device)
-        opt_d = _adam(self.discriminator.parameters(), self.lr, self.device)
-        meter = _LossMeter(self.progress is not None)
+        lab = _IndexStream(n_l, train.batch_size, self.generator, self.device)
+        unl = _IndexStream(n_u, train.batch_size, self.generator, self.device)
+        schedule = _epoch_schedule(n_l + n_u, train.epochs, train.batch_size, train.min_iterations)
+        detail = f"{n_l + n_u:,} images, batch {train.batch_size}"
+        progress = TrainingProgress(train.progress, "VAAL", schedule, detail)
+        meter = _LossMeter(progress.active)
+        pair: list[torch.Tensor] = []
+
+        def draw() -> None:
+            pair[:] = [x_l[lab.next()], x_u[unl.next()]]
+
+        def step(objective: Any, opt: torch.optim.Optimizer) -> _Step:
+            def fn() -> None:
+                loss, parts = objective(*pair)
+                loss.backward()
+                opt.step()
+                meter.add(parts)
+
+            return _Step(fn, opt)
+
+        opt_v = _adam(self.vae.parameters(), train.lr, self.device)
+        opt_d = _adam(self.discriminator.parameters(), train.lr, self.device)
         self.vae.train()
         self.discriminator.train()
-        for epoch, n_iter in enumerate(_epoch_schedule(n_l + n_u, self.epochs, self.batch_size), 1):
-            for _ in range(n_iter):
-                # As the reference: a fresh batch pair for every VAE step; the first
-                # discriminator step reuses the last VAE step's pair.
-                for _step in range(self.vae_steps):
-                    xb_l, xb_u = x_l[lab.next()], x_u[unl.next()]
-                    loss, parts = self.vae_objective(xb_l, xb_u)
-                    opt_v.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt_v.step()
-                    meter.add(parts)
-                for step in range(self.discriminator_steps):
-                    if step:
-                        xb_l, xb_u = x_l[lab.next()], x_u[unl.next()]
-                    loss, parts = self.discriminator_objective(xb_l, xb_u)
-                    opt_d.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt_d.step()
-                    meter.add(parts)
-            if self.progress is not None and n_iter:
-                self.progress(epoch, meter.pop())
+        phases = [
+            _Phase(step(self.vae_objective, opt_v), cfg.vae_steps),
+            _Phase(step(self.discriminator_objective, opt_d), cfg.discriminator_steps),
+        ]
+        _train(schedule, draw, phases, meter, progress)
 
     @torch.no_grad()
     def score(self, x: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -225,7 +247,7 @@ class AdversarialSampler(BaseSampler):
     hidden : sequence of int or None
         ``"raw"``: the discriminator's widths (default ``(512, 512)``, VAAL's).
         ``"features"``: the widths of the VAE's encoder and of ``A`` (default
-        ``(512, 256)``, as :class:`~aalearn.samplers.aalu.AALUSampler`).
+        ``(256, 128)``, as :class:`~aalearn.samplers.aalu.AALUSampler`).
     vae_steps, discriminator_steps : int
         Steps of each network per iteration (2 and 1, VAAL's).
     vae_channels : int
@@ -233,8 +255,10 @@ class AdversarialSampler(BaseSampler):
         others are 2x, 4x and 8x). Smaller values make a cheaper network of the same shape.
     standardize : bool
         ``"features"`` only: standardise the features first.
-    progress : callable or None
-        ``progress(epoch, losses)`` after each epoch; ``None`` is silent.
+    progress : bool, callable or None
+        As :class:`~aalearn.samplers.aalu.AALUSampler`: ``None`` (default) a
+        progress bar when stderr is a terminal, ``True`` always, ``False`` silent,
+        a callable ``progress(epoch, losses)`` after each epoch.
     inference : aalearn.InferenceConfig, mapping or None
         The inference pass (see :class:`~aalearn.InferenceConfig`); its ``feature_layer``
         (``"features"`` only) names the module whose input is the feature vector, and its
@@ -257,6 +281,8 @@ class AdversarialSampler(BaseSampler):
     ...                           inference={"device": "cpu"}, random_state=0)
     >>> vaal.select(model, pool, 5).shape
     (5,)
+    >>> vaal.score(model, pool).shape  # higher = less like the labeled items
+    (90,)
     """
 
     def __init__(
@@ -274,7 +300,7 @@ class AdversarialSampler(BaseSampler):
         discriminator_steps: int = 1,
         vae_channels: int = VAAL_BASE_CHANNELS,
         standardize: bool = True,
-        progress: Optional[ProgressFn] = None,
+        progress: Progress = None,
         inference: Union[InferenceConfig, Mapping[str, Any], None] = None,
         random_state: RandomState = None,
     ) -> None:
@@ -305,38 +331,52 @@ class AdversarialSampler(BaseSampler):
                 f"Expected argument `representation` to be one of {list(_REPRESENTATIONS)}, "
                 f"but got {self.representation!r}."
             )
-        check_number(self.beta, "beta", minimum=0)
-        check_number(self.adversary_param, "adversary_param", minimum=0)
-        check_number(self.lr, "lr", minimum=0, exclusive_minimum=True)
-        check_int(self.selector_batch_size, "selector_batch_size", minimum=1)
-        check_number(self.epochs, "epochs", minimum=0, exclusive_minimum=True)
-        check_int(self.latent_dim, "latent_dim", minimum=1)
-        if self.hidden is not None:
-            _check_hidden(self.hidden)
-        check_int(self.vae_steps, "vae_steps", minimum=1)
-        check_int(self.discriminator_steps, "discriminator_steps", minimum=1)
-        check_int(self.vae_channels, "vae_channels", minimum=1)
         _check_bool(self.standardize, "standardize")
-        _check_progress(self.progress)
+        if self.representation == "features":
+            self._feature_config()
+        else:
+            self._vaal_config()
+
+    def _training(self) -> _TrainingConfig:
+        return _TrainingConfig.of(self)
+
+    def _steps(self) -> tuple[int, int]:
+        return (
+            check_int(self.vae_steps, "vae_steps", minimum=1),
+            check_int(self.discriminator_steps, "discriminator_steps", minimum=1),
+        )
+
+    def _vaal_config(self) -> _VAALConfig:
+        vae_steps, disc_steps = self._steps()
+        hidden = VAAL_DISCRIMINATOR_HIDDEN if self.hidden is None else _check_hidden(self.hidden)
+        return _VAALConfig(
+            beta=check_number(self.beta, "beta", minimum=0),
+            adversary_param=check_number(self.adversary_param, "adversary_param", minimum=0),
+            latent_dim=check_int(self.latent_dim, "latent_dim", minimum=1),
+            hidden=hidden,
+            vae_channels=check_int(self.vae_channels, "vae_channels", minimum=1),
+            vae_steps=vae_steps,
+            discriminator_steps=disc_steps,
+            training=self._training(),
+        )
 
     def _feature_config(self) -> _FeatureSelectorConfig:
+        vae_steps, disc_steps = self._steps()
+        check_int(self.vae_channels, "vae_channels", minimum=1)
         return _FeatureSelectorConfig(
             use_adversarial=True,
             use_predictions=False,
             use_ranking=False,
-            adversarial_weight=float(self.adversary_param),
-            kl_weight=float(self.beta),
+            adversarial_weight=check_number(self.adversary_param, "adversary_param", minimum=0),
+            kl_weight=check_number(self.beta, "beta", minimum=0),
             xi=0.0,
             ranking_weight=0.0,
-            lr=float(self.lr),
-            batch_size=int(self.selector_batch_size),
-            epochs=float(self.epochs),
-            latent_dim=int(self.latent_dim),
+            latent_dim=check_int(self.latent_dim, "latent_dim", minimum=1),
             hidden=DEFAULT_HIDDEN if self.hidden is None else _check_hidden(self.hidden),
             standardize=self.standardize,
-            vae_steps=int(self.vae_steps),
-            assistant_steps=int(self.discriminator_steps),
-            progress=self.progress,
+            training=self._training(),
+            vae_steps=vae_steps,
+            assistant_steps=disc_steps,
         )
 
     def _select(
@@ -352,11 +392,34 @@ class AdversarialSampler(BaseSampler):
                 budget,
                 rng,
             )
-        return self._select_raw(model, pool, budget, rng)
+        scores, unl = self._raw_scores(model, pool, rng)
+        return _ranked(scores, unl, budget)
 
-    def _select_raw(
-        self, model: nn.Module, pool: ActivePool, budget: int, rng: np.random.Generator
+    def score(
+        self, model: Any, pool: ActivePool, indices: Optional[np.ndarray] = None
     ) -> np.ndarray:
+        """Scores of ``indices`` (default: the unlabeled items, ascending), higher = pick first.
+
+        Trains as :meth:`select` does (same ``random_state``, same networks): for
+        ``"features"`` the adversary's logit, for ``"raw"`` minus the discriminator's
+        logit (VAAL picks the lowest ``D(mu)``). ``select`` is
+        :func:`~aalearn.functional.topk_indices` of these scores. ``indices`` must be
+        unlabeled.
+        """
+
+        def train(model: Any, pool: ActivePool, rng: np.random.Generator) -> Any:
+            if self.representation == "features":
+                cfg = self._feature_config()
+                t = _fit_on_pool(self, cfg, self.inference_.feature_layer, model, pool, rng)
+                return t.scores, t.unlabeled
+            return self._raw_scores(model, pool, rng)
+
+        return _score_sampler(self, train, model, pool, indices)
+
+    def _raw_scores(
+        self, model: nn.Module, pool: ActivePool, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """VAAL: train on the images, score the unlabeled ones (minus ``D(mu)``'s logit)."""
         lab, unl = pool.labeled_indices, pool.unlabeled_indices
         if lab.size < 1:
             raise ValueError(
@@ -366,7 +429,9 @@ class AdversarialSampler(BaseSampler):
         x_l = _as_images(self._collect(model, pool, lab, inputs=True, probs=False).inputs)
         x_u = _as_images(self._collect(model, pool, unl, inputs=True, probs=False).inputs)
         size = (int(x_l.shape[2]), int(x_l.shape[3]))
-        selector = _VAALSelector(self, int(x_l.shape[1]), size, x_l.device, rng)
+        selector = _VAALSelector(self._vaal_config(), int(x_l.shape[1]), size, x_l.device, rng)
         selector.fit(x_l, x_u)
         # Lowest D(mu) first: VAAL's "most likely unlabeled".
-        return _top(-selector.score(x_u, self.inference_.batch_size), unl, budget)
+        scores = -selector.score(x_u, self.inference_.batch_size)
+        check_finite(scores, unl, "selector scores")  # the non-finite policy (aalearn._finite)
+        return scores, unl

@@ -63,7 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
     from benchmarks import label_efficiency
 
     doc = label_efficiency.__doc__ or ""
-    d = Settings()
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.label_efficiency",
         description=doc.splitlines()[0],
@@ -98,11 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="1 seed, 2 cycles, tiny training; needs --out-dir outside docs/",
     )
     group = parser.add_argument_group("settings (defaults: the benchmark's)")
+    d = Settings()
     group.add_argument("--task-epochs", type=int, default=d.task_epochs)
     group.add_argument("--task-min-steps", type=int, default=d.task_min_steps)
-    group.add_argument("--selector-iterations", type=int, default=d.selector_iterations)
     group.add_argument(
-        "--aalu-hidden", default=",".join(map(str, d.aalu_hidden)), help="MLP widths, e.g. 256,128"
+        "--selector-iterations",
+        type=int,
+        default=None,
+        help="AALU family: exactly this many iterations (default: the library's schedule)",
+    )
+    group.add_argument(
+        "--aalu-hidden", default=None, help="AALU family: MLP widths, e.g. 256,128 (library's)"
     )
     group.add_argument("--vaal-iterations", type=int, default=d.vaal_iterations)
     group.add_argument("--vaal-channels", type=int, default=d.vaal_channels)
@@ -113,8 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Settings:
     if args.smoke:
         return SMOKE
+    hidden = None
     try:
-        hidden = tuple(int(h) for h in args.aalu_hidden.split(","))
+        if args.aalu_hidden is not None:
+            hidden = tuple(int(h) for h in args.aalu_hidden.split(","))
     except ValueError:
         parser.error(f"--aalu-hidden expects comma-separated ints, got {args.aalu_hidden!r}")
     return dataclasses.replace(

@@ -2,9 +2,9 @@
 
 A method is a name and optional keyword arguments, ``name[key=value;...]``. The names
 come from the library: ``random``, each of ``UncertaintySampler.methods``, ``coreset``,
-``vaal`` (``AdversarialSampler(representation="raw")``) and each row of
-``AALU_VARIANTS``. A new scoring rule or AALU variant is in the benchmark as soon
-as the library lists it.
+``vaal`` (``AdversarialSampler(representation="raw")``), each row of ``AALU_VARIANTS``
+with the library's defaults, and ``aalu-paper`` (``AALUSampler.paper()``). A new
+scoring rule or AALU variant is in the benchmark as soon as the library lists it.
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ from torch import nn
 
 import aalearn
 from aalearn.samplers import AALU_VARIANTS
+from aalearn.samplers.aalu import PAPER_SETTINGS
 from benchmarks.label_efficiency.protocol import PAPER_BATCH, Settings, logits_of
 
 #: The baselines and the AALU family of a default run (the paper's methods and BALD).
 BASELINES = ("random", "entropy", "margin", "bald", "coreset", "vaal")
-AALU_FAMILY = ("aalu", *(v for v in AALU_VARIANTS if v != "aalu"))
+#: ``aalu-paper``: :meth:`aalearn.AALUSampler.paper`, the paper's exact configuration.
+PAPER_AALU = "aalu-paper"
+AALU_FAMILY = ("aalu", PAPER_AALU, *(v for v in AALU_VARIANTS if v != "aalu"))
 METHODS = BASELINES + AALU_FAMILY
 #: The settings each method reads besides the protocol's (a change re-runs its units).
 METHOD_KEYS = {
@@ -34,7 +37,7 @@ METHOD_KEYS = {
 }
 PICK_RULES = ("top", "bottom", "per_class")
 #: Costliest first, so that two workers finish together.
-COST_ORDER = ("vaal", "aalu", "advVAE+lossLearn", "advVAE+prediction", "advVAE", "bald")
+COST_ORDER = ("vaal", "aalu", PAPER_AALU, "advVAE+lossLearn", "advVAE+prediction", "advVAE", "bald")
 
 #: The keyword arguments of a sampler (without the spec's overrides) and its class.
 Builder = Callable[[str, Settings, int, int], tuple[type, dict[str, Any]]]
@@ -82,14 +85,18 @@ def _vaal(name: str, s: Settings, n_pool: int, seed: int) -> tuple[type, dict[st
 
 
 def _aalu(name: str, s: Settings, n_pool: int, seed: int) -> tuple[type, dict[str, Any]]:
+    """The library's defaults (or, for ``aalu-paper``, the paper's), unless overridden."""
     cls = aalearn.AALUSampler
-    return cls, {
-        **_inference(cls),
-        "random_state": seed,
-        "variant": name,
-        "epochs": selector_epochs(s.selector_iterations, n_pool),
-        "hidden": s.aalu_hidden,
-    }
+    kwargs: dict[str, Any] = {**_inference(cls), "random_state": seed}
+    if name == PAPER_AALU:
+        kwargs.update(variant="aalu", **PAPER_SETTINGS)
+    else:
+        kwargs["variant"] = name
+    if s.selector_iterations is not None:  # exactly that many iterations
+        kwargs.update(epochs=selector_epochs(s.selector_iterations, n_pool), min_iterations=0)
+    if s.aalu_hidden is not None:
+        kwargs["hidden"] = s.aalu_hidden
+    return cls, kwargs
 
 
 def builders() -> dict[str, Builder]:
@@ -99,6 +106,7 @@ def builders() -> dict[str, Builder]:
     out["coreset"] = _coreset
     out["vaal"] = _vaal
     out.update({v: _aalu for v in AALU_VARIANTS})
+    out[PAPER_AALU] = _aalu
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Optional
 
 import numpy as np
 import torch
@@ -75,8 +76,9 @@ class Settings:
     task_batch: int = 64
     task_lr: float = 3e-3
     # Selectors.
-    selector_iterations: int = 1800
-    aalu_hidden: tuple[int, ...] = (256, 128)
+    #: ``None``: the library's defaults (its schedule, its widths); a value overrides them.
+    selector_iterations: Optional[int] = None
+    aalu_hidden: Optional[tuple[int, ...]] = None
     vaal_iterations: int = 60
     vaal_channels: int = 8
     mc_samples: int = 20

@@ -15,6 +15,7 @@ import numpy as np
 from benchmarks.label_efficiency.methods import BASELINES, METHODS, selector_epochs
 from benchmarks.label_efficiency.protocol import (
     DATASETS,
+    PAPER_BATCH,
     PAPER_ITERATIONS,
     PROBE_STEM,
     STEM,
@@ -182,12 +183,9 @@ def settings_table(settings: Settings, pools: dict[str, int]) -> str:
         "digits; the minimum of steps trains the 10 % model enough |",
         "| features for Core-Set and AALU | input of the classifier "
         f"({s.hidden}-d) | layer before the classifier (512-d) | same definition |",
-        f"| AALU and ablations: training | {s.selector_iterations} iterations "
-        f"(`epochs` = {epochs(s.selector_iterations)}) | 100 epochs = {PAPER_ITERATIONS:,} "
-        "iterations on CIFAR-10 | CPU time; raised from 600, which under-trained the selector "
-        "(see Findings) |",
-        f"| AALU and ablations: MLP widths | {tuple(s.aalu_hidden)} (library default "
-        "(512, 256)) | 3-layer MLPs, widths not given | features are 128-d, not 512-d |",
+        _aalu_training_row(s, pools),
+        f"| AALU and ablations: MLP widths | {_aalu_widths(s)} | 3-layer MLPs, widths not given "
+        "| features are 128-d, not 512-d |",
         "| AALU: lr, batch, beta, xi, lambda, latent | 5e-4, 128, 1, 0.1, 10, 32 (library "
         "defaults) | 5e-4, 128, 1, 0.1, 10, - | as the paper |",
         f"| VAAL: training | {s.vaal_iterations} iterations (`epochs` = "
@@ -199,7 +197,46 @@ def settings_table(settings: Settings, pools: dict[str, int]) -> str:
         f"| seeds, protocol | 10 % initial, +5 % per cycle to 40 %, "
         f"{s.cycles + 1} evaluation points | 10 % + 5 % to 40 %, 5 seeds | as the paper |",
     ]
+    if s.selector_iterations is None:  # the library's defaults
+        lines.insert(
+            7,
+            "| AALU: batch, ties | `batch='per_class'` (round robin over predicted classes), "
+            "`ties='zero'` (library defaults; `aalu-paper`: top-k) | top-k, Eq. (8) | see "
+            "Findings |",
+        )
     return "\n".join(lines)
+
+
+def _aalu_training_row(s: Settings, pools: dict[str, int]) -> str:
+    from aalearn.samplers.aalu import DEFAULT_MIN_ITERATIONS
+
+    if s.selector_iterations is not None:
+        its = ", ".join(
+            f"`epochs` = {selector_epochs(s.selector_iterations, n):.1f} on {d}"
+            for d, n in pools.items()
+        )
+        return (
+            f"| AALU and ablations: training | {s.selector_iterations} iterations ({its}) | "
+            f"100 epochs = {PAPER_ITERATIONS:,} iterations on CIFAR-10 | CPU time |"
+        )
+    its = ", ".join(
+        f"{max(DEFAULT_MIN_ITERATIONS, 100 * n // PAPER_BATCH):,} on {d}" for d, n in pools.items()
+    )
+    paper = ", ".join(f"{100 * n // PAPER_BATCH:,} on {d}" for d, n in pools.items())
+    return (
+        f"| AALU and ablations: training | the library's: max({DEFAULT_MIN_ITERATIONS}, 100 "
+        f"epochs) iterations = {its}; `aalu-paper`: 100 epochs = {paper} | 100 epochs = "
+        f"{PAPER_ITERATIONS:,} iterations on CIFAR-10 | 600 iterations under-trained the "
+        "selector (see Findings) |"
+    )
+
+
+def _aalu_widths(s: Settings) -> str:
+    from aalearn.networks import DEFAULT_HIDDEN
+
+    if s.aalu_hidden is None:
+        return f"{tuple(DEFAULT_HIDDEN)} (library default)"
+    return f"{tuple(s.aalu_hidden)} (set by `--aalu-hidden`)"
 
 
 def dataset_tables(curves: dict[tuple[str, str], Curves], dataset: str) -> str:
@@ -268,6 +305,14 @@ def cost_table(curves: dict[tuple[str, str], Curves], datasets: Sequence[str]) -
     return "\n".join(lines)
 
 
+def best_uncertainty(main: dict[tuple[str, str], Curves], dataset: str) -> Optional[str]:
+    """The uncertainty method of highest mean AUC on ``dataset`` in ``main``."""
+    import aalearn
+
+    names = [m for m in aalearn.UncertaintySampler.methods if (dataset, m) in main]
+    return max(names, key=lambda m: float(main[(dataset, m)].auc.mean())) if names else None
+
+
 def probe_table(
     probes: dict[tuple[str, str], Curves],
     main: dict[tuple[str, str], Curves],
@@ -275,19 +320,22 @@ def probe_table(
 ) -> str:
     lines = [
         "| dataset | method | seeds | AUC | minus random (paired) | beats random | "
-        "minus aalu (paired) | beats aalu | loss ratio | class entropy | s per selection |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "minus aalu (paired) | beats aalu | minus best uncertainty (paired) | beats it | "
+        "loss ratio | class entropy | s per selection |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (d, m), c in sorted(probes.items()):
         rand = main.get((d, "random"))
         # The reference AALU must have the probes' selector settings.
         aalu = probes.get((d, "aalu"), main.get((d, "aalu")) if same_selectors else None)
+        best = best_uncertainty(main, d)
         dr, wr = _diff(paired(c, rand) if rand is not None else None)
         da, wa = _diff(paired(c, aalu) if aalu is not None and c is not aalu else None)
+        du, wu = _diff(paired(c, main[(d, best)]) if best is not None else None)
         lines.append(
             f"| {d} | `{m}` | {c.seeds.size} | {_pm(c.auc, digits=2)} | {dr} | {wr} | {da} | "
-            f"{wa} | {np.nanmean(c.loss_ratio):.2f} | {np.nanmean(c.class_entropy):.2f} | "
-            f"{np.nanmean(c.selection):.2f} |"
+            f"{wa} | {du} ({best}) | {wu} | {np.nanmean(c.loss_ratio):.2f} | "
+            f"{np.nanmean(c.class_entropy):.2f} | {np.nanmean(c.selection):.2f} |"
         )
     return "\n".join(lines)
 

@@ -174,13 +174,13 @@ def complete_units(rows: list[dict[str, Any]], cycles: int) -> set[tuple[str, st
 
 def _settings_dict(settings: Settings) -> dict[str, Any]:
     out = dataclasses.asdict(settings)
-    out["aalu_hidden"] = list(settings.aalu_hidden)
+    out["aalu_hidden"] = None if settings.aalu_hidden is None else list(settings.aalu_hidden)
     return out
 
 
 def _settings_from(d: dict[str, Any]) -> Settings:
     d = dict(d)
-    d["aalu_hidden"] = tuple(d["aalu_hidden"])
+    d["aalu_hidden"] = None if d.get("aalu_hidden") is None else tuple(d["aalu_hidden"])
     return Settings(**d)
 
 
