@@ -273,10 +273,8 @@ def test_margin_of_a_nan_row_is_nan_whatever_the_sign(bits: int) -> None:
     assert torch.isnan(out[5]) and torch.isfinite(out[torch.arange(70) != 5]).all()
 
 
-def test_margin_ranks_tiny_gaps_at_full_precision() -> None:
-    """100 items whose top-2 gaps differ by less than 3e-8 rank in gap order, as in baal."""
-    from baal.active.heuristics import Margin
-
+def _tiny_gap_probs() -> torch.Tensor:
+    """100 rows whose top-2 gaps are distinct and all below 3e-8 (rows sum to 1)."""
     rng = np.random.default_rng(0)
     n, c = 100, 1001  # rows sum to 1 (baal softmaxes rows that do not)
     p = np.full((n, c), 0.000999, dtype=np.float32)
@@ -285,14 +283,26 @@ def test_margin_ranks_tiny_gaps_at_full_precision() -> None:
         p[i, 0] = p[i, 1]
         for _ in range(k):
             p[i, 0] = np.nextafter(p[i, 0], np.float32(1))
-    probs = torch.from_numpy(p)
+    return torch.from_numpy(p)
+
+
+def test_margin_ranks_tiny_gaps_at_full_precision() -> None:
+    """100 items whose top-2 gaps differ by less than 3e-8 rank in gap order (float64 NumPy)."""
+    probs = _tiny_gap_probs()
+    n = probs.shape[0]
     got = torch.topk(margin(probs).double(), n).indices.numpy()  # highest score first
-    baal_order = Margin()(probs.numpy())  # baal: smallest gap first
     exact = np.sort(probs.numpy(), axis=1)
     exact_gap = exact[:, -1].astype(np.float64) - exact[:, -2]
     assert np.unique(exact_gap).size == n and exact_gap.max() < 3e-8  # distinct, all tiny
     np.testing.assert_array_equal(got, np.argsort(exact_gap, kind="stable"))
-    np.testing.assert_array_equal(got, baal_order)
+
+
+def test_margin_tiny_gaps_rank_as_baal() -> None:
+    """The same ranking as baal's Margin heuristic (when baal is installed)."""
+    heuristics = pytest.importorskip("baal.active.heuristics")
+    probs = _tiny_gap_probs()
+    got = torch.topk(margin(probs).double(), probs.shape[0]).indices.numpy()
+    np.testing.assert_array_equal(got, heuristics.Margin()(probs.numpy()))  # smallest gap first
 
 
 def test_topk_indices_accepts_numpy_integers() -> None:

@@ -26,8 +26,14 @@ from .conftest import trained_model
 
 #: Small settings for the samplers that train a selector (a few seconds each).
 SMALL: dict[str, dict[str, Any]] = {
-    "AALUSampler": {"epochs": 1, "hidden": (16,), "latent_dim": 4},
+    "AALUSampler": {"epochs": 1, "min_iterations": 0, "hidden": (16,), "latent_dim": 4},
     "AdversarialSampler": {"epochs": 1, "hidden": (16,), "latent_dim": 4},
+    # The stochastic batches wrap a scoring sampler: the policy reaches it through score().
+    "StochasticBatchSampler": {
+        "sampler": aalearn.UncertaintySampler(
+            "entropy", inference={"device": "cpu", "batch_size": 64}
+        )
+    },
 }
 #: Samplers that read no model output: the policy does not apply.
 NO_MODEL_OUTPUTS = {"RandomSampler"}
@@ -56,7 +62,7 @@ def _make(cls: type, **extra: Any) -> Any:
         if p.default is inspect.Parameter.empty and p.kind is not p.VAR_KEYWORD and n not in kwargs
     ]  # fmt: skip
     if required:
-        pytest.skip(f"{cls.__name__} needs {required}: add it to SMALL in this file")
+        pytest.fail(f"{cls.__name__} needs {required}: add it to SMALL in this file")
     return cls(**kwargs)
 
 
