@@ -18,6 +18,7 @@ Device = Union[str, torch.device, None]
 __all__ = [
     "Device",
     "RandomState",
+    "check_generator",
     "check_int",
     "check_number",
     "check_random_state",
@@ -44,6 +45,16 @@ def check_int(
     if maximum is not None and out > maximum:
         raise ValueError(f"Expected argument `{name}` to be <= {maximum}, but got {out}.")
     return out
+
+
+def check_generator(value: Any, name: str = "generator") -> Optional[torch.Generator]:
+    """``value`` if it is ``None`` or a :class:`torch.Generator`; else ``TypeError``."""
+    if value is not None and not isinstance(value, torch.Generator):
+        raise TypeError(
+            f"Expected argument `{name}` to be a torch.Generator or None, but got "
+            f"{type(value).__name__}."
+        )
+    return value
 
 
 def check_number(

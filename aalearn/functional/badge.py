@@ -7,7 +7,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from aalearn._validation import check_int
+from aalearn._validation import check_generator, check_int
 
 __all__ = ["badge"]
 
@@ -33,11 +33,7 @@ def _badge_tensor_validation(features: Any, probs: Any, k: Any, generator: Any) 
             f"Expected arguments `features` and `probs` on one device, but got "
             f"{features.device} and {probs.device}."
         )
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"Expected argument `generator` to be a torch.Generator or None, but got "
-            f"{type(generator).__name__}."
-        )
+    check_generator(generator)
     k = check_int(k, "k", minimum=0)
     if k > features.shape[0]:
         raise ValueError(

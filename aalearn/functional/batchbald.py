@@ -8,7 +8,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from aalearn._validation import check_int
+from aalearn._validation import check_generator, check_int
 from aalearn.functional.topk import topk_indices
 
 __all__ = ["batchbald"]
@@ -29,11 +29,7 @@ def _batchbald_tensor_validation(
             "Expected argument `mc_probs` to be a 3-D floating point tensor (N, K, C) with "
             f"K, C >= 1, but got shape {tuple(mc_probs.shape)} and dtype {mc_probs.dtype}."
         )
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"Expected argument `generator` to be a torch.Generator or None, but got "
-            f"{type(generator).__name__}."
-        )
+    check_generator(generator)
     num_samples = check_int(num_samples, "num_samples", minimum=1)
     if max_candidates is not None:
         max_candidates = check_int(max_candidates, "max_candidates", minimum=1)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from aalearn._validation import check_int
+from aalearn._validation import check_generator, check_int
 
 __all__ = ["k_center_greedy"]
 
@@ -51,11 +51,7 @@ def _k_center_greedy_tensor_validation(features: Any, centers_mask: Any, generat
             f"Expected argument `centers_mask` to have shape ({features.shape[0]},) like the "
             f"rows of `features`, but got {tuple(centers_mask.shape)}."
         )
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"Expected argument `generator` to be a torch.Generator or None, but got "
-            f"{type(generator).__name__}."
-        )
+    check_generator(generator)
     if features.is_floating_point() and not bool(features.isfinite().all()):
         raise ValueError("Expected argument `features` to be finite, but it has NaN or inf.")
 
