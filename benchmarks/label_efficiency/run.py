@@ -27,8 +27,8 @@ from benchmarks.label_efficiency.methods import (
     pick_rule,
 )
 from benchmarks.label_efficiency.protocol import (
+    ALL_DATASETS,
     COLUMNS,
-    DATASETS,
     Settings,
     Split,
     auc,
@@ -200,7 +200,7 @@ def _save_meta(path: Path, meta: dict[str, Any]) -> None:
 def _sort_key(unit: Unit) -> tuple[int, int, int]:
     name = parse_spec(unit.method)[0]
     cost = COST_ORDER.index(name) if name in COST_ORDER else len(COST_ORDER)
-    return (DATASETS.index(unit.dataset), cost, unit.seed)
+    return (ALL_DATASETS.index(unit.dataset), cost, unit.seed)
 
 
 def run_units(units: list[Unit], workers: int, csv_path: Path) -> None:
