@@ -462,6 +462,21 @@ def run_history(runs: list[dict[str, Any]], final: dict[str, Any]) -> str:
     return " ".join(out) + kept
 
 
+def _commands(runs: list[dict[str, Any]]) -> str:
+    """The command of a single run; for several sessions, where their commands are."""
+    if len(runs) == 1:
+        return f"Command: `{runs[0]['command'].replace(' --resume', '')}`"
+    scratch = any("--out-dir" in r["command"] for r in runs)
+    where = (
+        " (sessions with `--out-dir` ran in a scratch directory with `--no-docs`; their "
+        "CSV and JSON were then copied to `_static/` and this page written with "
+        "`--report-only`)"
+        if scratch
+        else ""
+    )
+    return f"Commands: the {len(runs)} sessions listed below{where},"
+
+
 def _header(
     meta: dict[str, Any], rows: list[dict[str, Any]], settings: Settings, image: str
 ) -> list[str]:
@@ -475,10 +490,10 @@ def _header(
     last = 100 * (settings.initial_fraction + settings.cycles * settings.step_fraction)
     return [
         "Written by `python -m benchmarks.label_efficiency` (the package's docstring gives the "
-        "protocol): the AALU paper's protocol on two real digit datasets, every sampler of "
+        "protocol): the AALU paper's protocol on real digit datasets, every sampler of "
         "aalearn side by side. Raw rows: `_static/label_efficiency.csv`.",
         "",
-        f"Command: `{runs[-1]['command'].replace(' --resume', '')}` with the settings below "
+        f"{_commands(runs)} with the settings below "
         f"(the script's defaults): {n_units} units (dataset, method, seed) on "
         f"{meta['workers']} worker processes, 1 torch thread each. The units took "
         f"{cpu / 60:.0f} CPU-minutes (training and selection, as timed in the CSV), about "
