@@ -381,6 +381,36 @@ def aalu_table(curves: dict[tuple[str, str], Curves], datasets: Sequence[str]) -
     return "\n".join(lines)
 
 
+#: Each batch-aware method and the top-k ranking it changes or is closest to (BADGE's
+#: first pick is the largest gradient norm, an uncertainty; it is compared with entropy).
+COUNTERPARTS = {
+    "badge": "entropy",
+    "batchbald": "bald",
+    "power-bald": "bald",
+    "power-entropy": "entropy",
+    "stochastic-aalu": "aalu",
+}
+
+
+def counterpart_table(curves: dict[tuple[str, str], Curves], datasets: Sequence[str]) -> str:
+    """Paired AUC differences of each batch-aware method against its top-k counterpart."""
+    lines = [
+        "| method | against | "
+        + " | ".join(f"{d}: AUC(method) - AUC(against) | method wins" for d in datasets)
+        + " |",
+        "|---|---|" + "---|---|" * len(datasets),
+    ]
+    for m, ref in COUNTERPARTS.items():
+        if not any((d, m) in curves for d in datasets):
+            continue
+        cells = []
+        for d in datasets:
+            a, b = curves.get((d, m)), curves.get((d, ref))
+            cells += list(_diff(paired(a, b) if a is not None and b is not None else None))
+        lines.append(f"| {m} | {ref} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def cost_table(curves: dict[tuple[str, str], Curves], datasets: Sequence[str]) -> str:
     lines = [
         "| method | "
@@ -547,6 +577,10 @@ def _results(
         "### AALU against every other method (paired AUC differences)",
         "",
         aalu_table(curves, datasets),
+        "",
+        "### Batch-aware samplers against their top-k counterparts (paired AUC differences)",
+        "",
+        counterpart_table(curves, datasets),
         "",
         "### Pairwise penalty matrix",
         "",
