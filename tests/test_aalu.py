@@ -167,16 +167,22 @@ def test_contract(small, device):
     params, flags, state = _snapshot(model, pool)
     rng_state = torch.random.get_rng_state()
 
-    def make(seed):
-        return AALUSampler(epochs=3, inference={"device": device}, random_state=seed, **FAST)
+    def make(seed, **kw):
+        return AALUSampler(
+            epochs=3, inference={"device": device}, random_state=seed, **{**FAST, **kw}
+        )
 
     picked = make(5).select(model, pool, 20)
     assert picked.dtype == np.int64 and picked.shape == (20,)
     assert np.unique(picked).size == 20 and not pool.labeled_mask[picked].any()
     np.testing.assert_array_equal(make(5).select(model, pool, 20), picked)
-    # best first, and training does not depend on the budget: a prefix
-    np.testing.assert_array_equal(make(5).select(model, pool, 5), picked[:5])
     assert not np.array_equal(make(6).select(model, pool, 20), picked)
+    # Training does not depend on the budget: the top-k and round-robin batches of a
+    # smaller budget are a prefix (the default k-center batch is not: its candidates
+    # are the 4 * budget best).
+    for batch in ("topk", "per_class"):
+        ranked = make(5, batch=batch).select(model, pool, 20)
+        np.testing.assert_array_equal(make(5, batch=batch).select(model, pool, 5), ranked[:5])
 
     new_params, new_flags, new_state = _snapshot(model, pool)
     assert new_flags == flags
@@ -437,7 +443,7 @@ def test_paper_configuration_is_one_name_away():
     assert AALUSampler.paper("lossLearn", epochs=5).switches == AALU_VARIANTS["lossLearn"]
     assert AALUSampler.paper(epochs=5).epochs == 5
     default = AALUSampler()
-    assert (default.min_iterations, default.batch, default.ties) == (1800, "per_class", "zero")
+    assert (default.min_iterations, default.batch, default.ties) == (1800, "kcenter", "zero")
 
 
 def test_score_is_what_select_ranks(small):
@@ -472,9 +478,9 @@ def test_per_class_batch_is_a_round_robin_over_predicted_classes(small, monkeypa
         "score",
         lambda self, f, p: -torch.arange(n, dtype=torch.float32),
     )
-    picked = AALUSampler(epochs=1, inference={"device": "cpu"}, random_state=0, **FAST).select(
-        model, pool, 9
-    )
+    picked = AALUSampler(
+        epochs=1, batch="per_class", inference={"device": "cpu"}, random_state=0, **FAST
+    ).select(model, pool, 9)
     pred = collect(model, pool.dataset, unl, device="cpu").probs.argmax(1).numpy()
     # by hand: round r takes the r-th best item of every predicted class, in rank order
     rounds = [[i for i in range(n) if (pred[:i] == pred[i]).sum() == r] for r in range(n)]

@@ -55,7 +55,7 @@ _SWITCHES = ("use_adversarial", "use_predictions", "use_ranking")
 #: The floor on selector iterations of the default schedule (see ``min_iterations``).
 DEFAULT_MIN_ITERATIONS = 1800
 #: How the default batch is formed from the assistant's scores (see ``batch``).
-DEFAULT_BATCH = "per_class"
+DEFAULT_BATCH = "kcenter"
 #: The ranking loss's sign for tied task losses by default (see ``ties``).
 DEFAULT_TIES = "zero"
 #: ``batch="kcenter"``: k-center greedy runs over this many times ``budget`` best items.
@@ -132,13 +132,15 @@ class AALUSampler(BaseSampler):
 
     **The batch.** ``batch="topk"`` (the paper) returns the ``budget`` highest scores.
     Their picks pile up in a few classes (the adversarial term prefers what looks
-    least like the labeled set), so the default ``batch="per_class"`` walks the same
-    ranking round robin over the task model's predicted classes: the best item of
-    each predicted class, then the second best of each, and so on (a round in rank
-    order). ``batch="kcenter"`` runs k-center greedy (Core-Set's rule, the labeled
-    items as centers, on the standardised features) over the
-    ``4 * budget`` best items. Only ``"topk"`` returns exactly the top of
-    :meth:`score`.
+    least like the labeled set), so the default ``batch="kcenter"`` runs k-center
+    greedy (Core-Set's rule, the labeled items as centers, on the standardised
+    features) over the ``4 * budget`` best items: the batch covers the feature space
+    around the most informative items. ``batch="per_class"`` walks the same ranking
+    round robin over the task model's predicted classes: the best item of each
+    predicted class, then the second best of each, and so on (a round in rank
+    order). Only ``"topk"`` returns exactly the top of :meth:`score`. On the
+    label-efficiency benchmark k-center scored above the round robin, which scored
+    above top-k (``docs/aalu-findings.md``).
 
     **The paper's configuration** is :meth:`AALUSampler.paper` (equivalently
     ``AALUSampler(**PAPER_SETTINGS)``): 100 epochs and no floor, plain top-k, ties
@@ -175,7 +177,7 @@ class AALUSampler(BaseSampler):
         Training epochs (100 in the paper); a fraction runs part of an epoch.
     min_iterations : int
         The least number of training iterations (1800; 0 is the paper's schedule).
-    batch : {"per_class", "topk", "kcenter"}
+    batch : {"kcenter", "per_class", "topk"}
         How the batch is formed from the scores (see above; the paper: ``"topk"``).
     ties : {"zero", "not_greater"}
         The ranking loss's sign of a pair of equal task losses: 0 as Eq. (8) is

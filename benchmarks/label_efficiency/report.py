@@ -298,11 +298,12 @@ def settings_table(settings: Settings, pools: dict[str, int]) -> str:
         f"{s.cycles + 1} evaluation points | 10 % + 5 % to 40 %, 5 seeds | as the paper |",
     ]
     if s.selector_iterations is None:  # the library's defaults
+        from aalearn.samplers.aalu import DEFAULT_BATCH, DEFAULT_TIES
+
         lines.insert(
             7,
-            "| AALU: batch, ties | `batch='per_class'` (round robin over predicted classes), "
-            "`ties='zero'` (library defaults; `aalu-paper`: top-k) | top-k, Eq. (8) | see "
-            "Findings |",
+            f"| AALU: batch, ties | `batch={DEFAULT_BATCH!r}`, `ties={DEFAULT_TIES!r}` (library "
+            "defaults; `aalu-paper`: top-k) | top-k, Eq. (8) | see Findings |",
         )
     return "\n".join(lines)
 
