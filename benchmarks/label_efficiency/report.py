@@ -364,6 +364,17 @@ def dataset_tables(curves: dict[tuple[str, str], Curves], dataset: str) -> str:
     return "\n".join(lines)
 
 
+def _paired_cells(
+    curves: dict[tuple[str, str], Curves], datasets: Sequence[str], a: str, b: str
+) -> list[str]:
+    """Per dataset: AUC(a) - AUC(b) (paired) and a's wins, ``-`` where either is missing."""
+    cells: list[str] = []
+    for d in datasets:
+        ca, cb = curves.get((d, a)), curves.get((d, b))
+        cells += _diff(paired(ca, cb) if ca is not None and cb is not None else None)
+    return cells
+
+
 def aalu_table(curves: dict[tuple[str, str], Curves], datasets: Sequence[str]) -> str:
     lines = [
         "| method | "
@@ -373,12 +384,7 @@ def aalu_table(curves: dict[tuple[str, str], Curves], datasets: Sequence[str]) -
     ]
     present = {m for (_, m) in curves}
     for m in (m for m in METHODS if m != "aalu" and m in present):
-        cells = []
-        for d in datasets:
-            a, b = curves.get((d, "aalu")), curves.get((d, m))
-            diff, wins = _diff(paired(a, b) if a is not None and b is not None else None)
-            cells += [diff, wins]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append(f"| {m} | " + " | ".join(_paired_cells(curves, datasets, "aalu", m)) + " |")
     return "\n".join(lines)
 
 
@@ -404,10 +410,7 @@ def counterpart_table(curves: dict[tuple[str, str], Curves], datasets: Sequence[
     for m, ref in COUNTERPARTS.items():
         if not any((d, m) in curves for d in datasets):
             continue
-        cells = []
-        for d in datasets:
-            a, b = curves.get((d, m)), curves.get((d, ref))
-            cells += list(_diff(paired(a, b) if a is not None and b is not None else None))
+        cells = _paired_cells(curves, datasets, m, ref)
         lines.append(f"| {m} | {ref} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
