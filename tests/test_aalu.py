@@ -514,6 +514,24 @@ def test_kcenter_batch_spreads_the_top_candidates(small, monkeypatch):
     assert 3 in set(y[picked])  # k-center reaches the cluster no labeled item covers
     topk = AALUSampler(batch="topk", **kw).select(model, pool, 5)
     assert set(y[topk]) == {0}
+    # 3 x budget candidates are 15 items of cluster 0: the novel cluster is out of reach
+    narrow = AALUSampler(batch="kcenter", kcenter_candidates=3, **kw).select(model, pool, 5)
+    assert set(narrow) <= set(unl[first0]) and np.unique(narrow).size == 5
+    # one candidate per pick: the top-k set, in k-center's order
+    one = AALUSampler(batch="kcenter", kcenter_candidates=1, **kw).select(model, pool, 5)
+    assert set(one) == set(topk)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [(0.5, ValueError, r"`kcenter_candidates` to be >= 1"), ("4", TypeError, "real number")],
+)
+def test_kcenter_candidates_is_validated_before_anything_runs(small, value, error, message):
+    pool, model, _ = small
+    before = pool.labeled_indices.copy()
+    with pytest.raises(error, match=message):
+        AALUSampler(kcenter_candidates=value, epochs=1, **FAST).select(model, pool, 3)
+    np.testing.assert_array_equal(pool.labeled_indices, before)
 
 
 def test_nan_scores_are_never_ranked_first(small, monkeypatch):

@@ -179,6 +179,9 @@ class AALUSampler(BaseSampler):
         The least number of training iterations (1800; 0 is the paper's schedule).
     batch : {"kcenter", "per_class", "topk"}
         How the batch is formed from the scores (see above; the paper: ``"topk"``).
+    kcenter_candidates : float
+        With ``batch="kcenter"``: k-center greedy runs over the
+        ``kcenter_candidates * budget`` best-scored items (4; 1 picks the top-k set).
     ties : {"zero", "not_greater"}
         The ranking loss's sign of a pair of equal task losses: 0 as Eq. (8) is
         written (default), or -1 as the Learning Loss reference code counts it (see
@@ -245,6 +248,7 @@ class AALUSampler(BaseSampler):
         epochs: Union[int, float] = 100,
         min_iterations: int = DEFAULT_MIN_ITERATIONS,
         batch: str = DEFAULT_BATCH,
+        kcenter_candidates: float = KCENTER_CANDIDATES,
         ties: str = DEFAULT_TIES,
         latent_dim: int = DEFAULT_LATENT_DIM,
         hidden: Sequence[int] = DEFAULT_HIDDEN,
@@ -266,6 +270,7 @@ class AALUSampler(BaseSampler):
         self.epochs = epochs
         self.min_iterations = min_iterations
         self.batch = batch
+        self.kcenter_candidates = kcenter_candidates
         self.ties = ties
         self.latent_dim = latent_dim
         self.hidden = hidden
@@ -324,7 +329,9 @@ class AALUSampler(BaseSampler):
             training=_TrainingConfig.of(self, min_batch_size=2),
             ties=self.ties,
             batch=self.batch,
-            kcenter_candidates=KCENTER_CANDIDATES,
+            kcenter_candidates=check_number(
+                self.kcenter_candidates, "kcenter_candidates", minimum=1
+            ),
         )
 
     def _validate_params(self) -> None:
