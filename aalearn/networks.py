@@ -266,9 +266,16 @@ class ConvVAE(nn.Module):
             ("base_channels", base_channels),
         ):
             check_int(value, name, minimum=1)
+        # Python ints from here on (NumPy integers are accepted above; torch wants ints).
+        in_channels, latent_dim, base_channels = (
+            int(in_channels),
+            int(latent_dim),
+            int(base_channels),
+        )
+        h, w = int(h), int(w)
         self.in_channels = in_channels
         self.latent_dim = latent_dim
-        self.image_size = (int(h), int(w))
+        self.image_size = (h, w)
         self.padded_size = (_padded(h), _padded(w))
         c = base_channels
         eh, ew = self.padded_size[0] // 16, self.padded_size[1] // 16
