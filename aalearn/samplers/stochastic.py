@@ -120,7 +120,7 @@ class StochasticBatchSampler(BaseSampler):
         *,
         random_state: RandomState = None,
     ) -> None:
-        super().__init__(random_state=random_state)
+        self.random_state = random_state  # no `inference`: the wrapped sampler has its own
         self.sampler = sampler
         self.mode = mode
         self.beta = beta
