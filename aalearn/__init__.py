@@ -20,6 +20,7 @@ from aalearn.samplers import (
     Sampler,
     StochasticBatchSampler,
     UncertaintySampler,
+    VAALSampler,
 )
 
 __version__ = "0.1.0"
@@ -39,6 +40,7 @@ __all__ = [
     "Sampler",
     "StochasticBatchSampler",
     "UncertaintySampler",
+    "VAALSampler",
     "__version__",
     "collect",
     "functional",

@@ -16,11 +16,14 @@ paper's output in ``(0, 1)``.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Optional, Union
 
 import torch
 from torch import nn
+
+from aalearn._validation import check_int, check_widths
 
 __all__ = ["Assistant", "ConvVAE", "Discriminator", "FeatureVAE", "reparameterize"]
 
@@ -73,19 +76,10 @@ def _mlp(sizes: Sequence[int]) -> nn.Sequential:
 def _check_sizes(
     in_features: int, hidden: Sequence[int], latent_dim: Optional[int], in_name: str = "in_features"
 ) -> None:
-    for name, value in ((in_name, in_features), ("latent_dim", latent_dim)):
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 1
-        ):
-            raise ValueError(f"Expected argument `{name}` to be a positive int, but got {value!r}.")
-    if (
-        isinstance(hidden, (str, bytes))
-        or not isinstance(hidden, Sequence)
-        or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden)
-    ):
-        raise ValueError(
-            f"Expected argument `hidden` to be a sequence of positive ints, but got {hidden!r}."
-        )
+    check_int(in_features, in_name, minimum=1)
+    if latent_dim is not None:
+        check_int(latent_dim, "latent_dim", minimum=1)
+    check_widths(hidden, "hidden")
 
 
 class FeatureVAE(nn.Module):
@@ -259,7 +253,11 @@ class ConvVAE(nn.Module):
         base_channels: int = VAAL_BASE_CHANNELS,
     ) -> None:
         super().__init__()
-        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        h, w = (
+            (image_size, image_size)
+            if isinstance(image_size, numbers.Integral)
+            else tuple(image_size)
+        )
         for name, value in (
             ("in_channels", in_channels),
             ("latent_dim", latent_dim),
@@ -267,10 +265,14 @@ class ConvVAE(nn.Module):
             ("image_size", w),
             ("base_channels", base_channels),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(
-                    f"Expected argument `{name}` to be a positive int, but got {value!r}."
-                )
+            check_int(value, name, minimum=1)
+        # Python ints from here on (NumPy integers are accepted above; torch wants ints).
+        in_channels, latent_dim, base_channels = (
+            int(in_channels),
+            int(latent_dim),
+            int(base_channels),
+        )
+        h, w = int(h), int(w)
         self.in_channels = in_channels
         self.latent_dim = latent_dim
         self.image_size = (h, w)

@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import Subset, TensorDataset
 
 from aalearn import ActivePool
-from aalearn.samplers import adversarial
+from aalearn.samplers import vaal
 from aalearn.samplers.aalu import AALUSampler
 from aalearn.samplers.adversarial import AdversarialSampler
 
@@ -42,7 +42,9 @@ def test_features_picks_the_novel_cluster(device):
 def test_features_is_aalus_advvae_machinery():
     pool, model, _ = novel_cluster_pool(seed=2, per=30, n_labeled=10)
     common = {"epochs": 3, "inference": {"device": "cpu"}, "random_state": 4, **NETS}
-    ours = AdversarialSampler(vae_steps=1, discriminator_steps=1, **common)
+    ours = AdversarialSampler(
+        vae_steps=1, discriminator_steps=1, min_iterations=0, batch="topk", **common
+    )
     theirs = AALUSampler(variant="advVAE", min_iterations=0, batch="topk", **common)
     np.testing.assert_array_equal(ours.select(model, pool, 12), theirs.select(model, pool, 12))
 
@@ -101,13 +103,13 @@ def test_raw_picks_digits_unlike_the_labeled_ones(digits):
 def test_raw_takes_the_lowest_discriminator_output(digits_pool, monkeypatch):
     pool, model = digits_pool
     seen = {}
-    score = adversarial._VAALSelector.score
+    score = vaal._VAALSelector.score
 
     def spy(self, x, chunk):
         seen["scores"] = out = score(self, x, chunk)
         return out
 
-    monkeypatch.setattr(adversarial._VAALSelector, "score", spy)
+    monkeypatch.setattr(vaal._VAALSelector, "score", spy)
     picked = AdversarialSampler(inference={"device": "cpu"}, random_state=0, **RAW).select(
         model, pool, 10
     )
@@ -119,8 +121,8 @@ def test_raw_follows_vaal_schedule(digits_pool, monkeypatch):
     pool, model = digits_pool
     calls = {"vae": 0, "disc": 0}
     vae_obj, disc_obj = (
-        adversarial._VAALSelector.vae_objective,
-        adversarial._VAALSelector.discriminator_objective,
+        vaal._VAALSelector.vae_objective,
+        vaal._VAALSelector.discriminator_objective,
     )
 
     def count_vae(self, x_l, x_u):
@@ -132,8 +134,8 @@ def test_raw_follows_vaal_schedule(digits_pool, monkeypatch):
         calls["disc"] += 1
         return disc_obj(self, x_l, x_u)
 
-    monkeypatch.setattr(adversarial._VAALSelector, "vae_objective", count_vae)
-    monkeypatch.setattr(adversarial._VAALSelector, "discriminator_objective", count_disc)
+    monkeypatch.setattr(vaal._VAALSelector, "vae_objective", count_vae)
+    monkeypatch.setattr(vaal._VAALSelector, "discriminator_objective", count_disc)
     AdversarialSampler(
         representation="raw",
         vae_channels=4,
@@ -146,8 +148,8 @@ def test_raw_follows_vaal_schedule(digits_pool, monkeypatch):
 
 
 def test_raw_objectives_train_one_network_each():
-    cfg = AdversarialSampler(**RAW)._vaal_config()
-    sel = adversarial._VAALSelector(cfg, 1, (8, 8), torch.device("cpu"), np.random.default_rng(0))
+    cfg = AdversarialSampler(**RAW).resolve()._vaal_config()
+    sel = vaal._VAALSelector(cfg, 1, (8, 8), torch.device("cpu"), np.random.default_rng(0))
     x_l, x_u = torch.rand(4, 1, 8, 8), torch.rand(5, 1, 8, 8)
     loss, parts = sel.vae_objective(x_l, x_u)
     loss.backward()
@@ -232,7 +234,7 @@ def test_vaal_never_ranks_nan_first(digits_pool, monkeypatch):
     n = pool.n_unlabeled
     logits = torch.arange(n, dtype=torch.float32)  # lowest first: positions 0, 1, 2, ...
     logits[[0, 1]] = float("nan")
-    monkeypatch.setattr(adversarial._VAALSelector, "score", lambda self, x, chunk: logits.clone())
+    monkeypatch.setattr(vaal._VAALSelector, "score", lambda self, x, chunk: logits.clone())
     try:
         picked = AdversarialSampler(inference={"device": "cpu"}, random_state=0, **RAW).select(
             model, pool, 3
@@ -241,3 +243,46 @@ def test_vaal_never_ranks_nan_first(digits_pool, monkeypatch):
         assert "finite" in str(err)
         return
     np.testing.assert_array_equal(picked, pool.unlabeled_indices[[2, 3, 4]])
+
+
+# ------------------------------------------------------------ one set of defaults
+
+
+def test_features_form_is_aalu_advvae_with_aalus_defaults():
+    resolved = AdversarialSampler(representation="features").resolve()
+    assert isinstance(resolved, AALUSampler)
+    advvae = AALUSampler(variant="advVAE")
+    assert resolved.get_params(deep=False) == advvae.get_params(deep=False)
+    assert resolved._validate_params()["min_iterations"] == 1800  # the floor is kept
+    assert resolved._validate_params()["batch"] == "kcenter"
+    # VAAL's names map onto AALU's: beta is the KL weight, adversary_param the adversarial one.
+    mapped = AdversarialSampler(beta=0.5, adversary_param=2.0, discriminator_steps=3).resolve()
+    assert (mapped.kl_weight, mapped.beta, mapped.assistant_steps) == (0.5, 2.0, 3)
+
+
+def test_features_form_picks_what_aalu_advvae_picks_with_the_floor():
+    pool, model, _ = novel_cluster_pool(seed=3, per=20, n_labeled=10)
+    common = {"inference": {"device": "cpu"}, "random_state": 5, **NETS}
+    ours = AdversarialSampler(epochs=1, **common).select(model, pool, 8)
+    theirs = AALUSampler(variant="advVAE", epochs=1, **common).select(model, pool, 8)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_raw_form_is_vaal_with_vaals_defaults():
+    from aalearn.samplers.vaal import VAALSampler
+
+    resolved = AdversarialSampler(representation="raw").resolve()
+    assert isinstance(resolved, VAALSampler)
+    assert resolved.get_params(deep=False) == VAALSampler().get_params(deep=False)
+    p = resolved._validate_params()
+    assert (p["vae_steps"], p["discriminator_steps"], p["min_iterations"]) == (2, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [({"representation": "raw", "batch": "topk"}, "batch"), ({"vae_channels": 8}, "vae_channels")],
+)
+def test_a_parameter_of_the_other_form_is_refused(digits_pool, kwargs, name):
+    pool, model = digits_pool
+    with pytest.raises(ValueError, match=f"`{name}` to be left at its default with representation"):
+        AdversarialSampler(inference={"device": "cpu"}, **kwargs).select(model, pool, 3)

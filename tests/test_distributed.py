@@ -57,7 +57,7 @@ def _samplers() -> dict[str, Any]:
     out["coreset"] = CoreSetSampler(inference={"batch_size": 64, "device": "cpu"})
     out["aalu"] = AALUSampler(min_iterations=0, **small)
     # VAAL's feature-space form, and raw VAAL kept tiny
-    out["adversarial"] = AdversarialSampler(representation="features", **small)
+    out["adversarial"] = AdversarialSampler(representation="features", min_iterations=0, **small)
     out["vaal"] = AdversarialSampler(
         representation="raw", epochs=0.15, vae_channels=4, hidden=(16,), latent_dim=8,
         selector_batch_size=64, inference={"batch_size": 64, "device": "cpu"},

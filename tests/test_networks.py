@@ -91,9 +91,9 @@ def test_discriminator_matches_the_reference():
 
 
 def test_bad_sizes():
-    with pytest.raises(ValueError, match="Expected argument `in_features` to be a positive int"):
+    with pytest.raises(ValueError, match="Expected argument `in_features` to be >= 1"):
         FeatureVAE(0)
-    with pytest.raises(ValueError, match="Expected argument `latent_dim` to be a positive int"):
+    with pytest.raises(ValueError, match="Expected argument `latent_dim` to be >= 1"):
         FeatureVAE(4, latent_dim=0)
     with pytest.raises(ValueError, match="Expected argument `hidden`"):
         Assistant(4, hidden=(8, -1))

@@ -27,7 +27,7 @@ from .conftest import trained_model
 #: Small settings for the samplers that train a selector (a few seconds each).
 SMALL: dict[str, dict[str, Any]] = {
     "AALUSampler": {"epochs": 1, "min_iterations": 0, "hidden": (16,), "latent_dim": 4},
-    "AdversarialSampler": {"epochs": 1, "hidden": (16,), "latent_dim": 4},
+    "AdversarialSampler": {"epochs": 1, "min_iterations": 0, "hidden": (16,), "latent_dim": 4},
     # The stochastic batches wrap a scoring sampler: the policy reaches it through score().
     "StochasticBatchSampler": {
         "sampler": aalearn.UncertaintySampler(

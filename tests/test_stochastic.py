@@ -85,7 +85,9 @@ def test_checks():
         bad.select(None, pool, 1)
     ok = aalearn.StochasticBatchSampler(_Fixed([0.1, -0.2, 0.3]), mode="softmax", random_state=0)
     assert ok.select(None, pool, 3).shape == (3,)
-    with pytest.raises(ValueError, match="to be finite, but 1 of 3 are not"):
+    with pytest.raises(
+        ValueError, match="Non-finite values .* in the wrapped sampler's scores of 1 item"
+    ):
         aalearn.StochasticBatchSampler(_Fixed([0.1, np.nan, 0.3])).select(None, pool, 1)
     with pytest.raises(ValueError, match=r"`mode` to be one of \['power', 'softmax', 'softrank'\]"):
         aalearn.StochasticBatchSampler(_Fixed([1, 2, 3]), mode="gumbel").select(None, pool, 1)

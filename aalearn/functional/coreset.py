@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from aalearn._validation import check_generator, check_int
+from aalearn._validation import check_generator, check_int, check_options
 
 __all__ = ["k_center_greedy"]
 
@@ -25,10 +25,7 @@ _DEFAULT_CHUNK_OTHER = 8192
 def _k_center_greedy_arg_validation(chunk_size: Any, metric: Any) -> None:
     if chunk_size is not None:
         check_int(chunk_size, "chunk_size", minimum=1)
-    if not isinstance(metric, str) or metric not in _METRICS:
-        raise ValueError(
-            f"Expected argument `metric` to be one of {list(_METRICS)}, but got {metric!r}."
-        )
+    check_options(metric, "metric", _METRICS)
 
 
 def _k_center_greedy_tensor_validation(features: Any, centers_mask: Any, generator: Any) -> None:

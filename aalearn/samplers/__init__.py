@@ -8,7 +8,9 @@ from aalearn.samplers.batchbald import BatchBALDSampler
 from aalearn.samplers.coreset import CoreSetSampler
 from aalearn.samplers.random import RandomSampler
 from aalearn.samplers.stochastic import StochasticBatchSampler
+from aalearn.samplers.trained import FeatureSelectorSampler, SelectorSampler
 from aalearn.samplers.uncertainty import UncertaintySampler
+from aalearn.samplers.vaal import VAALSampler
 
 __all__ = [
     "AALU_VARIANTS",
@@ -18,8 +20,11 @@ __all__ = [
     "BaseSampler",
     "BatchBALDSampler",
     "CoreSetSampler",
+    "FeatureSelectorSampler",
     "RandomSampler",
     "Sampler",
+    "SelectorSampler",
     "StochasticBatchSampler",
     "UncertaintySampler",
+    "VAALSampler",
 ]

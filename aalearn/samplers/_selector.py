@@ -5,8 +5,9 @@ feature matrices resident on the device: mini-batches are indexed from them with
 :class:`torch.Generator`, the loss terms are summed on the device, and on CUDA each
 training step is captured once as a CUDA graph and replayed. The loop, the steps
 and the schedule are those of :mod:`aalearn.samplers._training`, shared with VAAL.
-Used by :class:`aalearn.samplers.aalu.AALUSampler` and
-:class:`aalearn.samplers.adversarial.AdversarialSampler` (``representation="features"``).
+Trained by :class:`aalearn.samplers.trained.FeatureSelectorSampler`, the base of
+:class:`aalearn.samplers.aalu.AALUSampler` (and so of the feature-space form of
+:class:`aalearn.samplers.adversarial.AdversarialSampler`).
 Private: nothing here is public API.
 """
 
@@ -18,20 +19,15 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from torch import nn
 
-from aalearn._finite import check_finite
-from aalearn._validation import check_random_state, torch_generator
-from aalearn.functional.coreset import k_center_greedy
+from aalearn._validation import torch_generator
 from aalearn.functional.losses import (
     assistant_adversarial_loss,
     ranking_loss,
     representation_loss,
     vae_adversarial_loss,
 )
-from aalearn.inference import preserve_mode
 from aalearn.networks import Assistant, FeatureVAE, reparameterize
-from aalearn.pool import ActivePool
 
 from ._progress import TrainingProgress
 from ._training import (
@@ -41,20 +37,16 @@ from ._training import (
     _IndexStream,
     _LossMeter,
     _Phase,
-    _ranked,
     _seeded,
     _Step,
     _train,
     _TrainingConfig,
 )
-from .base import BaseSampler
 
 #: Rows scored at once at selection time (memory bound only; any value gives the same result).
 _SCORE_CHUNK = 16384
 #: Record the feature selector's training steps in CUDA graphs on CUDA devices.
 _CUDA_GRAPHS = True
-#: How a batch is formed from the scores (see ``AALUSampler``'s ``batch``).
-BATCH_RULES = ("topk", "per_class", "kcenter")
 
 
 @dataclass(frozen=True)
@@ -294,175 +286,3 @@ class _FeatureSelector:
             probs = None if p is None else self._probs(p[start : start + _SCORE_CHUNK])
             out.append(self.assistant(_with(code, probs)))
         return torch.cat(out) if out else torch.empty(0, device=f.device)
-
-
-# ---------------------------------------------------------------- the batch
-
-
-def _per_class(scores: torch.Tensor, classes: torch.Tensor, budget: int) -> torch.Tensor:
-    """Round robin over predicted classes: each class's best, then each class's second...
-
-    Positions into ``scores``; within a round the classes' picks are in rank order.
-    """
-    n = scores.shape[0]
-    positions = torch.arange(n, device=scores.device)
-    order = torch.from_numpy(_ranked(scores, positions.cpu().numpy(), n)).to(scores.device)
-    cls = classes[order]
-    within = torch.empty_like(order)
-    for c in torch.unique(cls):
-        at = torch.nonzero(cls == c).squeeze(1)
-        within[at] = torch.arange(at.numel(), device=scores.device)
-    rank = torch.arange(n, device=scores.device)
-    key = within * n + rank  # by round, then by rank: unique, no ties
-    return order[torch.argsort(key)[:budget]]
-
-
-def _kcenter(
-    scores: torch.Tensor,
-    features_u: torch.Tensor,
-    features_l: torch.Tensor,
-    budget: int,
-    factor: float,
-) -> torch.Tensor:
-    """k-center greedy (labeled items as centers) over the ``factor * budget`` best."""
-    n = scores.shape[0]
-    m = min(n, max(budget, round(factor * budget)))
-    top = torch.from_numpy(_ranked(scores, np.arange(n), m)).to(scores.device)
-    feats = torch.cat([features_l, features_u[top]])
-    centers = torch.zeros(feats.shape[0], dtype=torch.bool, device=feats.device)
-    centers[: features_l.shape[0]] = True
-    picked = k_center_greedy(feats, centers, budget, validate_args=False)
-    return top[picked - features_l.shape[0]]
-
-
-def _pick(
-    cfg: _FeatureSelectorConfig,
-    scores: torch.Tensor,
-    unl: np.ndarray,
-    budget: int,
-    probs_u: Optional[torch.Tensor],
-    f_l: torch.Tensor,
-    f_u: torch.Tensor,
-) -> np.ndarray:
-    """The batch ``cfg.batch`` forms from the scores of the unlabeled items ``unl``."""
-    if cfg.batch == "topk":
-        return _ranked(scores, unl, budget)
-    if cfg.batch == "per_class":
-        assert probs_u is not None
-        positions = _per_class(scores, probs_u.argmax(dim=1), budget)
-    else:
-        positions = _kcenter(scores, f_u, f_l, budget, cfg.kcenter_candidates)
-    return unl[positions.cpu().numpy()]
-
-
-# ------------------------------------------------------------- one selection
-
-
-@dataclass
-class _Trained:
-    """A selector trained on one pool, with the unlabeled items' inputs and scores."""
-
-    scores: torch.Tensor
-    unlabeled: np.ndarray
-    probs_u: Optional[torch.Tensor]
-    f_l: torch.Tensor
-    f_u: torch.Tensor
-
-
-def _fit_on_pool(
-    sampler: BaseSampler,
-    cfg: _FeatureSelectorConfig,
-    feature_layer: Optional[str],
-    model: nn.Module,
-    pool: ActivePool,
-    rng: np.random.Generator,
-) -> _Trained:
-    """Algorithm 1 up to the scores: one inference pass, co-training, ``A``'s logits."""
-    lab, unl = pool.labeled_indices, pool.unlabeled_indices
-    need = 2 if cfg.use_ranking else 1
-    if lab.size < need:
-        raise ValueError(
-            f"{type(sampler).__name__} needs at least {need} labeled item(s) "
-            f"({'ranking loss' if cfg.use_ranking else 'adversarial training'}), but the pool "
-            f"has {lab.size}."
-        )
-    # One pass over the pool, in its labeled part (with the task losses, from the
-    # oracle's labels) and its unlabeled part (no label is read for those).
-    probs = cfg.use_predictions or cfg.batch == "per_class"
-    out_l = sampler._collect(
-        model,
-        pool,
-        lab,
-        features=True,
-        probs=cfg.use_predictions,
-        losses=cfg.use_ranking,
-        labels=pool.labels(lab) if cfg.use_ranking else None,
-        feature_layer=feature_layer,
-    )
-    out_u = sampler._collect(
-        model, pool, unl, features=True, probs=probs, feature_layer=feature_layer
-    )
-    assert out_l.features is not None and out_u.features is not None
-    f_l, f_u = out_l.features, out_u.features
-    if cfg.standardize:
-        _standardize_(f_l, f_u)
-    p_u = out_u.probs if cfg.use_predictions else None
-    n_classes = 0 if out_l.probs is None else out_l.probs.shape[1]
-    data = _FeatureData(f_l, f_u, out_l.probs, p_u, out_l.losses)
-    name = type(sampler).__name__
-    selector = _FeatureSelector(cfg, f_l.shape[1], n_classes, f_l.device, rng, name)
-    selector.fit(data)
-    scores = selector.score(f_u, p_u)
-    check_finite(scores, unl, "selector scores")  # the non-finite policy (aalearn._finite)
-    return _Trained(scores, unl, out_u.probs, f_l, f_u)
-
-
-def _select_by_features(
-    sampler: BaseSampler,
-    cfg: _FeatureSelectorConfig,
-    feature_layer: Optional[str],
-    model: nn.Module,
-    pool: ActivePool,
-    budget: int,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """The ``budget`` picks: the highest ``A`` logits, formed into a batch by ``cfg.batch``."""
-    t = _fit_on_pool(sampler, cfg, feature_layer, model, pool, rng)
-    return _pick(cfg, t.scores, t.unlabeled, budget, t.probs_u, t.f_l, t.f_u)
-
-
-def _score_indices(
-    scores: torch.Tensor, unlabeled: np.ndarray, indices: Optional[np.ndarray]
-) -> np.ndarray:
-    """``scores`` (of ``unlabeled``, ascending) for ``indices`` (default: all of them)."""
-    out = scores.detach().float().cpu().numpy()
-    if indices is None:
-        return out
-    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-    pos = np.searchsorted(unlabeled, idx)
-    ok = (pos < unlabeled.size) & (unlabeled[np.minimum(pos, unlabeled.size - 1)] == idx)
-    if unlabeled.size == 0 or not ok.all():
-        bad = idx[~ok][:5].tolist() if unlabeled.size else idx[:5].tolist()
-        raise ValueError(
-            f"Expected argument `indices` to hold unlabeled dataset indices, but got {bad}."
-        )
-    return out[pos]
-
-
-def _score_sampler(
-    sampler: BaseSampler, train: Any, model: nn.Module, pool: ActivePool, indices: Any
-) -> np.ndarray:
-    """``score`` of a training sampler: validate, train as ``select`` would, read the scores.
-
-    ``train(model, pool, rng)`` returns ``(scores, unlabeled)``; the model's train/eval
-    flags are restored afterwards.
-    """
-    if not isinstance(pool, ActivePool):
-        raise TypeError(
-            f"Expected argument `pool` to be an aalearn.ActivePool, but got {type(pool).__name__}."
-        )
-    sampler._validate_params()
-    rng = check_random_state(sampler.random_state)
-    with preserve_mode(model):
-        scores, unlabeled = train(model, pool, rng)
-    return _score_indices(scores, unlabeled, indices)

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from aalearn._validation import check_int, check_number
 from aalearn.functional.topk import topk_indices
 
 from ._progress import ProgressFn, TrainingProgress
@@ -37,40 +36,6 @@ T = TypeVar("T")
 
 #: What ``progress=`` accepts: ``None`` (a bar when stderr is a terminal), a bool, a callable.
 Progress = Union[None, bool, ProgressFn]
-
-
-# ------------------------------------------------------------------- validation
-
-
-def _check_bool(value: Any, name: str, *, allow_none: bool = False) -> bool:
-    if value is None and allow_none:
-        return False
-    if not isinstance(value, bool):
-        expected = "a bool or None" if allow_none else "a bool"
-        raise TypeError(
-            f"Expected argument `{name}` to be {expected}, but got {type(value).__name__}."
-        )
-    return value
-
-
-def _check_hidden(hidden: Any, name: str = "hidden") -> tuple[int, ...]:
-    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
-        raise TypeError(
-            f"Expected argument `{name}` to be a sequence of positive ints, but got "
-            f"{type(hidden).__name__}."
-        )
-    if len(hidden) == 0:
-        raise ValueError(f"Expected argument `{name}` to hold at least one width, but got ().")
-    return tuple(check_int(h, name, minimum=1) for h in hidden)
-
-
-def _check_progress(progress: Any) -> Progress:
-    if progress is not None and not isinstance(progress, bool) and not callable(progress):
-        raise TypeError(
-            f"Expected argument `progress` to be a bool, a callable or None, but got "
-            f"{type(progress).__name__}."
-        )
-    return progress
 
 
 # ------------------------------------------------------------------ configuration
@@ -85,22 +50,6 @@ class _TrainingConfig:
     epochs: float
     min_iterations: int = 0
     progress: Progress = None
-
-    @classmethod
-    def of(cls, sampler: Any, *, min_batch_size: int = 1) -> _TrainingConfig:
-        """Validate and read ``lr``, ``selector_batch_size``, ``epochs``, ``min_iterations``
-        and ``progress`` of ``sampler``."""
-        return cls(
-            lr=check_number(sampler.lr, "lr", minimum=0, exclusive_minimum=True),
-            batch_size=check_int(
-                sampler.selector_batch_size, "selector_batch_size", minimum=min_batch_size
-            ),
-            epochs=check_number(sampler.epochs, "epochs", minimum=0, exclusive_minimum=True),
-            min_iterations=check_int(
-                getattr(sampler, "min_iterations", 0), "min_iterations", minimum=0
-            ),
-            progress=_check_progress(sampler.progress),
-        )
 
 
 def _epoch_schedule(

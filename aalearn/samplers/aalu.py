@@ -6,38 +6,35 @@ pass gives the feature vectors ``f`` (and the predictions ``p``, and the task lo
 co-trained adversarially; the unlabeled items ``A`` scores highest are selected.
 
 The feature selector (the VAE and assistant, trained on the resident features)
-lives in :mod:`aalearn.samplers._selector`, shared with
-:class:`aalearn.samplers.adversarial.AdversarialSampler`; the training loop in
-:mod:`aalearn.samplers._training`, shared with VAAL too.
+lives in :mod:`aalearn.samplers._selector`, its fitting in
+:class:`aalearn.samplers.trained.FeatureSelectorSampler` (this class's base); the
+training loop in :mod:`aalearn.samplers._training`, shared with VAAL too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional, Union
+from typing import Any, ClassVar, Optional, Union
 
-import numpy as np
-
-from aalearn._validation import RandomState, check_int, check_number
+from aalearn._validation import (
+    Bool,
+    Constraint,
+    Int,
+    Options,
+    RandomState,
+    Real,
+    Rule,
+    Widths,
+    check_options,
+)
 from aalearn.functional.losses import RANKING_TIES
 from aalearn.inference import InferenceConfig
 from aalearn.networks import DEFAULT_HIDDEN, DEFAULT_LATENT_DIM
-from aalearn.pool import ActivePool
 
-from ._selector import (
-    BATCH_RULES,
-    _FeatureSelectorConfig,
-    _fit_on_pool,
-    _score_sampler,
-    _select_by_features,
-)
-from ._training import (
-    Progress,
-    _check_bool,
-    _check_hidden,
-    _TrainingConfig,
-)
-from .base import BaseSampler
+from ._batch import BATCH_RULES
+from ._selector import _FeatureSelectorConfig
+from ._training import Progress
+from .trained import FeatureSelectorSampler
 
 __all__ = ["AALU_VARIANTS", "AALUSampler"]
 
@@ -51,6 +48,14 @@ AALU_VARIANTS: dict[str, dict[str, bool]] = {
 }
 _VARIANT_BY_KEY = {name.lower(): name for name in AALU_VARIANTS}
 _SWITCHES = ("use_adversarial", "use_predictions", "use_ranking")
+
+
+def _check_variant(value: Any, name: str) -> str:
+    """The canonical name of the variant ``value`` (matched case-insensitively)."""
+    if isinstance(value, str) and value.lower() in _VARIANT_BY_KEY:
+        return _VARIANT_BY_KEY[value.lower()]
+    return check_options(value, name, tuple(AALU_VARIANTS))  # raises: not a variant
+
 
 #: The floor on selector iterations of the default schedule (see ``min_iterations``).
 DEFAULT_MIN_ITERATIONS = 1800
@@ -76,7 +81,7 @@ PAPER_SETTINGS: dict[str, Any] = {
 # ------------------------------------------------------------------- the sampler
 
 
-class AALUSampler(BaseSampler):
+class AALUSampler(FeatureSelectorSampler):
     r"""AALU (Zhu and Wang, ICIP 2020): a feature VAE and an active assistant, co-trained.
 
     After the task model is trained, one inference pass gives each item's feature
@@ -169,6 +174,8 @@ class AALUSampler(BaseSampler):
         outputs in ``(0, 1)``.
     ranking_weight : float
         Weight of the ranking loss in Eq. (9) (the paper's ``lambda``, 10).
+    kl_weight : float
+        Weight of the KL term of the VAE's loss, Eq. (1) (1 in the paper; VAAL's ``beta``).
     lr : float
         Adam's learning rate for the VAE and ``A`` (5e-4).
     selector_batch_size : int
@@ -182,6 +189,8 @@ class AALUSampler(BaseSampler):
     kcenter_candidates : float
         With ``batch="kcenter"``: k-center greedy runs over the
         ``kcenter_candidates * budget`` best-scored items (4; 1 picks the top-k set).
+    vae_steps, assistant_steps : int
+        Steps of the VAE and of ``A`` per iteration (1 and 1, Algorithm 1's alternation).
     ties : {"zero", "not_greater"}
         The ranking loss's sign of a pair of equal task losses: 0 as Eq. (8) is
         written (default), or -1 as the Learning Loss reference code counts it (see
@@ -233,6 +242,24 @@ class AALUSampler(BaseSampler):
     AALUSampler(min_iterations=0, batch='topk')
     """
 
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "variant": Rule(_check_variant),
+        **{name: Bool(none=True) for name in _SWITCHES},
+        "beta": Real(0),
+        "xi": Real(0),
+        "ranking_weight": Real(0),
+        "kl_weight": Real(0),
+        "selector_batch_size": Int(2),  # the ranking loss compares pairs
+        "batch": Options(BATCH_RULES),
+        "kcenter_candidates": Real(1),
+        "vae_steps": Int(1),
+        "assistant_steps": Int(1),
+        "ties": Options(RANKING_TIES),
+        "latent_dim": Int(1),
+        "hidden": Widths(),
+        "standardize": Bool(),
+    }
+
     def __init__(
         self,
         *,
@@ -243,12 +270,15 @@ class AALUSampler(BaseSampler):
         beta: float = 1.0,
         xi: float = 0.1,
         ranking_weight: float = 10.0,
+        kl_weight: float = 1.0,
         lr: float = 5e-4,
         selector_batch_size: int = 128,
         epochs: Union[int, float] = 100,
         min_iterations: int = DEFAULT_MIN_ITERATIONS,
         batch: str = DEFAULT_BATCH,
         kcenter_candidates: float = KCENTER_CANDIDATES,
+        vae_steps: int = 1,
+        assistant_steps: int = 1,
         ties: str = DEFAULT_TIES,
         latent_dim: int = DEFAULT_LATENT_DIM,
         hidden: Sequence[int] = DEFAULT_HIDDEN,
@@ -265,12 +295,15 @@ class AALUSampler(BaseSampler):
         self.beta = beta
         self.xi = xi
         self.ranking_weight = ranking_weight
+        self.kl_weight = kl_weight
         self.lr = lr
         self.selector_batch_size = selector_batch_size
         self.epochs = epochs
         self.min_iterations = min_iterations
         self.batch = batch
         self.kcenter_candidates = kcenter_candidates
+        self.vae_steps = vae_steps
+        self.assistant_steps = assistant_steps
         self.ties = ties
         self.latent_dim = latent_dim
         self.hidden = hidden
@@ -289,20 +322,9 @@ class AALUSampler(BaseSampler):
     @property
     def switches(self) -> dict[str, bool]:
         """The three switches in effect: the variant's, overridden by any given explicitly."""
-        if not isinstance(self.variant, str):
-            raise TypeError(
-                f"Expected argument `variant` to be a str, but got {type(self.variant).__name__}."
-            )
-        key = self.variant.lower()
-        if key not in _VARIANT_BY_KEY:
-            raise ValueError(
-                f"Expected argument `variant` to be one of {list(AALU_VARIANTS)}, but got "
-                f"{self.variant!r}."
-            )
-        out = dict(AALU_VARIANTS[_VARIANT_BY_KEY[key]])
+        out = dict(AALU_VARIANTS[_check_variant(self.variant, "variant")])
         for name in _SWITCHES:
-            value = getattr(self, name)
-            _check_bool(value, name, allow_none=True)
+            value = Bool(none=True).check(getattr(self, name), name)
             if value is not None:
                 out[name] = value
         if not (out["use_adversarial"] or out["use_ranking"]):
@@ -312,62 +334,23 @@ class AALUSampler(BaseSampler):
             )
         return out
 
-    def _config(self) -> _FeatureSelectorConfig:
-        switches = self.switches
-        _check_bool(self.standardize, "standardize")
-        _check_choice(self.batch, "batch", BATCH_RULES)
-        _check_choice(self.ties, "ties", RANKING_TIES)
+    def _check_params(self, params: dict[str, Any]) -> None:
+        self.switches  # noqa: B018 (checks the variant and the switches together)
+
+    def _selector_config(self, params: dict[str, Any]) -> _FeatureSelectorConfig:
         return _FeatureSelectorConfig(
-            **switches,
-            adversarial_weight=check_number(self.beta, "beta", minimum=0),
-            kl_weight=1.0,
-            xi=check_number(self.xi, "xi", minimum=0),
-            ranking_weight=check_number(self.ranking_weight, "ranking_weight", minimum=0),
-            latent_dim=check_int(self.latent_dim, "latent_dim", minimum=1),
-            hidden=_check_hidden(self.hidden),
-            standardize=self.standardize,
-            training=_TrainingConfig.of(self, min_batch_size=2),
-            ties=self.ties,
-            batch=self.batch,
-            kcenter_candidates=check_number(
-                self.kcenter_candidates, "kcenter_candidates", minimum=1
-            ),
-        )
-
-    def _validate_params(self) -> None:
-        super()._validate_params()
-        self._config()
-
-    def _select(
-        self, model: Any, pool: ActivePool, budget: int, rng: np.random.Generator
-    ) -> np.ndarray:
-        return _select_by_features(
-            self, self._config(), self.inference_.feature_layer, model, pool, budget, rng
-        )
-
-    def score(
-        self, model: Any, pool: ActivePool, indices: Optional[np.ndarray] = None
-    ) -> np.ndarray:
-        """``A``'s logits for ``indices`` (default: the unlabeled items, ascending).
-
-        Trains the selector exactly as :meth:`select` does (same ``random_state``,
-        same scores), then returns the scores instead of a batch: higher = pick
-        first. ``indices`` must be unlabeled. With ``batch="topk"``, ``select`` is
-        :func:`~aalearn.functional.topk_indices` of these scores.
-        """
-        cfg = self._config()
-
-        def train(model: Any, pool: ActivePool, rng: np.random.Generator) -> Any:
-            t = _fit_on_pool(self, cfg, self.inference_.feature_layer, model, pool, rng)
-            return t.scores, t.unlabeled
-
-        return _score_sampler(self, train, model, pool, indices)
-
-
-def _check_choice(value: Any, name: str, choices: Sequence[str]) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"Expected argument `{name}` to be a str, but got {type(value).__name__}.")
-    if value not in choices:
-        raise ValueError(
-            f"Expected argument `{name}` to be one of {list(choices)}, but got {value!r}."
+            **self.switches,
+            adversarial_weight=params["beta"],
+            kl_weight=params["kl_weight"],
+            xi=params["xi"],
+            ranking_weight=params["ranking_weight"],
+            latent_dim=params["latent_dim"],
+            hidden=params["hidden"],
+            standardize=params["standardize"],
+            training=self._training(params),
+            vae_steps=params["vae_steps"],
+            assistant_steps=params["assistant_steps"],
+            ties=params["ties"],
+            batch=params["batch"],
+            kcenter_candidates=params["kcenter_candidates"],
         )

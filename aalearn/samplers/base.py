@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable, ClassVar, Optional, Protocol, Union, runtime_checkable
 
@@ -13,7 +12,14 @@ import torch
 from torch import nn
 
 from aalearn import functional as AF
-from aalearn._validation import RandomState, check_int, check_random_state, resolve_device
+from aalearn._validation import (
+    Constraint,
+    RandomState,
+    Rule,
+    check_int,
+    check_random_state,
+    resolve_device,
+)
 from aalearn.distributed import current_shard
 from aalearn.inference import (
     InferenceConfig,
@@ -25,7 +31,52 @@ from aalearn.inference import (
 )
 from aalearn.pool import ActivePool
 
-__all__ = ["BaseSampler", "Sampler"]
+from ._params import ParamsMixin
+
+__all__ = ["BaseSampler", "Sampler", "check_unlabeled_indices"]
+
+
+def _preserved(model: Any) -> Any:
+    """:func:`~aalearn.inference.preserve_mode` for a module; nothing for anything else."""
+    return preserve_mode(model) if isinstance(model, nn.Module) else contextlib.nullcontext()
+
+
+def check_unlabeled_indices(indices: Any, pool: ActivePool, name: str = "indices") -> np.ndarray:
+    """``indices`` as a 1-D ``int64`` array of unlabeled dataset indices of ``pool``.
+
+    ``None`` gives every unlabeled index (ascending). Non-integer values (floats,
+    bools) are a ``TypeError``; indices outside ``[0, len(pool))`` or already labeled
+    a ``ValueError``: nothing is truncated, wrapped or read from the end.
+    """
+    if indices is None:
+        return pool.unlabeled_indices
+    if isinstance(indices, torch.Tensor):
+        indices = indices.detach().cpu().numpy()
+    arr = np.asarray(indices)
+    if arr.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(
+            f"Expected argument `{name}` to hold integer dataset indices, but got dtype "
+            f"{arr.dtype}."
+        )
+    if arr.ndim != 1:
+        raise ValueError(f"Expected argument `{name}` to be 1-D, but got shape {arr.shape}.")
+    n = len(pool)
+    outside = (arr < 0) | (arr >= n)
+    if outside.any():
+        raise ValueError(
+            f"Expected argument `{name}` to hold dataset indices in [0, {n}), but got "
+            f"{arr[outside][:5].tolist()}."
+        )
+    out = arr.astype(np.int64)
+    labeled = pool.labeled_mask[out]
+    if labeled.any():
+        raise ValueError(
+            f"Expected argument `{name}` to hold unlabeled dataset indices, but got "
+            f"{out[labeled][:5].tolist()}."
+        )
+    return out
 
 
 @runtime_checkable
@@ -65,20 +116,28 @@ class Sampler(Protocol):
     def select(self, model: Any, pool: ActivePool, budget: int) -> np.ndarray: ...
 
 
-class BaseSampler:
-    """Base class: validates ``select``'s arguments, then calls the ``_select`` hook.
+class BaseSampler(ParamsMixin):
+    """Base class: validates ``select``'s and ``score``'s arguments, then calls a hook.
 
     Subclasses take their own keyword arguments plus ``inference`` and
     ``random_state``, store them unchanged in ``__init__`` (so the ``repr`` shows
     the configuration and :func:`sklearn.base.clone` works, as in scikit-learn),
-    validate them in :meth:`_validate_params` (called at the start of every
-    ``select``, before any work), and implement ``_select(model, pool, budget, rng)``.
-    The base class checks the budget and pool, preserves the model's training flags,
-    resolves ``random_state`` into a fresh :class:`numpy.random.Generator` for each
-    call, and checks the result against the :class:`Sampler` contract. Samplers get
-    model outputs from :meth:`_collect` (one pass, all rows) or :meth:`_select_topk`
-    (streaming top-k, memory ``O(budget)``), both aware of
-    :class:`aalearn.distributed.ShardedSampler`.
+    declare a constraint for each in ``_parameter_constraints`` (checked at the start
+    of every ``select`` and ``score``, before any work; rules that tie several
+    parameters together go in ``_check_params``), and implement
+    ``_select(model, pool, budget, rng)``; samplers that give every item a score
+    also implement ``_score(model, pool, indices, rng)``, and :meth:`score` is public.
+    The base class checks the budget, pool, model and indices, preserves the model's
+    training flags, resolves ``random_state`` into a fresh
+    :class:`numpy.random.Generator` for each call, and checks the result against the
+    :class:`Sampler` contract. Samplers get model outputs from :meth:`_collect` (one
+    pass, all rows) or :meth:`_select_topk` (streaming top-k, memory ``O(budget)``),
+    both aware of :class:`aalearn.distributed.ShardedSampler`.
+
+    Capability flags (class attributes, read by code and by
+    :func:`aalearn.testing.check_sampler` instead of lists of names):
+    ``requires_model`` (the sampler reads a model) and :attr:`has_score` (it scores
+    items one by one: derived from the ``_score`` hook).
 
     Parameters
     ----------
@@ -114,10 +173,17 @@ class BaseSampler:
     (3,)
     >>> sampler.set_params(inference__batch_size=8).inference_
     InferenceConfig(batch_size=8, device='cpu')
+    >>> sampler.has_score  # no _score hook: it picks a batch, it does not score items
+    False
     """
 
     #: The sampler needs a model (``False`` for :class:`RandomSampler`).
     requires_model: ClassVar[bool] = True
+
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "inference": Rule(lambda value, name: InferenceConfig.coerce(value)),
+        "random_state": Rule(check_random_state),
+    }
 
     def __init__(
         self,
@@ -128,90 +194,10 @@ class BaseSampler:
         self.inference = inference
         self.random_state = random_state
 
-    # ------------------------------------------------------------ configuration
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        # As in scikit-learn: the parameters are those of the class's own __init__.
-        sig = inspect.signature(cls.__init__)
-        return [
-            p.name
-            for p in sig.parameters.values()
-            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-        ]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor arguments, as stored (scikit-learn's convention).
-
-        With ``deep=True`` the resolved inference configuration's fields are added as
-        ``inference__<field>`` (what :meth:`set_params` accepts).
-        """
-        params = {name: getattr(self, name) for name in self._param_names()}
-        if deep and "inference" in params:
-            cfg = self.inference_
-            for f in dataclasses.fields(cfg):
-                params[f"inference__{f.name}"] = getattr(cfg, f.name)
-        return params
-
-    def set_params(self, **params: Any) -> BaseSampler:
-        """Set constructor arguments (``inference__<field>`` sets one inference field).
-
-        Returns ``self``. An unknown name is a ``ValueError`` and changes nothing.
-        """
-        valid = self._param_names()
-        nested: dict[str, Any] = {}
-        plain: dict[str, Any] = {}
-        for key, value in params.items():
-            name, _, sub = key.partition("__")
-            if name not in valid or (sub and name != "inference"):
-                raise ValueError(
-                    f"Invalid parameter {key!r} for {type(self).__name__}; valid parameters "
-                    f"are {sorted(valid)} (and inference__<field>)."
-                )
-            if sub:
-                nested[sub] = value
-            else:
-                plain[name] = value
-        cfg = None
-        if nested:
-            base = InferenceConfig.coerce(plain.get("inference", self.inference))
-            cfg = base.replace(**nested)
-        for name, value in plain.items():
-            setattr(self, name, value)
-        if cfg is not None:
-            self.inference = cfg
-        return self
-
-    def _defaults(self) -> dict[str, Any]:
-        sig = inspect.signature(type(self).__init__)
-        return {
-            p.name: p.default
-            for p in sig.parameters.values()
-            if p.default is not inspect.Parameter.empty
-        }
-
-    def __repr__(self) -> str:
-        defaults = self._defaults()
-        shown = []
-        for name, value in self.get_params(deep=False).items():
-            default = defaults.get(name, inspect.Parameter.empty)
-            try:
-                same = bool(value == default) and type(value) is type(default)
-            except Exception:
-                same = False
-            if not same:
-                shown.append(f"{name}={value!r}")
-        return f"{type(self).__name__}({', '.join(shown)})"
-
     @property
     def inference_(self) -> InferenceConfig:
         """``inference`` resolved and validated as an :class:`~aalearn.InferenceConfig`."""
         return InferenceConfig.coerce(getattr(self, "inference", None))
-
-    def _validate_params(self) -> None:
-        """Check the configuration; subclasses extend it (call ``super()``)."""
-        if "inference" in self._param_names():
-            self.inference_  # noqa: B018 (validates)
-        check_random_state(self.random_state)
 
     @property
     def device_(self) -> torch.device:
@@ -222,33 +208,42 @@ class BaseSampler:
         """
         return resolve_device(self.inference_.device)
 
+    @property
+    def has_score(self) -> bool:
+        """Whether :meth:`score` gives one score per item (the class has a ``_score`` hook)."""
+        return type(self)._score is not BaseSampler._score
+
     # ------------------------------------------------------------------ select
-    def select(self, model: Optional[nn.Module], pool: ActivePool, budget: int) -> np.ndarray:
-        """Pick ``budget`` unlabeled dataset indices, best first (see :class:`Sampler`)."""
+    @staticmethod
+    def _check_pool(pool: Any) -> None:
         if not isinstance(pool, ActivePool):
             raise TypeError(
                 f"Expected argument `pool` to be an aalearn.ActivePool, but got "
                 f"{type(pool).__name__}."
             )
+
+    def _check_model(self, model: Any) -> None:
+        if self.requires_model and not isinstance(model, nn.Module):
+            raise TypeError(
+                f"Expected argument `model` to be a torch.nn.Module, but got "
+                f"{type(model).__name__}."
+            )
+
+    def select(self, model: Optional[nn.Module], pool: ActivePool, budget: int) -> np.ndarray:
+        """Pick ``budget`` unlabeled dataset indices, best first (see :class:`Sampler`)."""
+        self._check_pool(pool)
         budget = check_int(budget, "budget", minimum=0)
         if budget > pool.n_unlabeled:
             raise ValueError(
                 f"Expected argument `budget` to be at most the number of unlabeled items "
                 f"({pool.n_unlabeled}), but got {budget}."
             )
-        if self.requires_model and not isinstance(model, nn.Module):
-            raise TypeError(
-                f"Expected argument `model` to be a torch.nn.Module, but got "
-                f"{type(model).__name__}."
-            )
+        self._check_model(model)
         self._validate_params()
         if budget == 0:
             return np.empty(0, dtype=np.int64)
         rng = check_random_state(self.random_state)
-        if isinstance(model, nn.Module):
-            with preserve_mode(model):
-                picked = self._select(model, pool, budget, rng)
-        else:
+        with _preserved(model):
             picked = self._select(model, pool, budget, rng)
         return self._check_output(picked, pool, budget)
 
@@ -269,6 +264,38 @@ class BaseSampler:
         if pool.labeled_mask[out].any():
             raise RuntimeError("Sampler returned an index that is already labeled.")
         return out
+
+    # ------------------------------------------------------------------- score
+    def score(
+        self, model: Optional[nn.Module], pool: ActivePool, indices: Any = None
+    ) -> np.ndarray:
+        """One score per item of ``indices`` (default: the unlabeled items, ascending).
+
+        Higher means "pick first": the order ``select`` ranks (for the samplers whose
+        batch is the top-k of their scores). The same checks as :meth:`select`, in the
+        same words; ``indices`` must be unlabeled dataset indices (integers, 1-D).
+        Samplers that pick a batch without scoring items one by one
+        (:attr:`has_score` is ``False``) raise ``TypeError``.
+        """
+        if not self.has_score:
+            raise TypeError(
+                f"{type(self).__name__} picks a batch and does not score items one by one "
+                "(it has no score method); use select."
+            )
+        self._check_pool(pool)
+        self._check_model(model)
+        self._validate_params()
+        idx = check_unlabeled_indices(indices, pool)
+        rng = check_random_state(self.random_state)
+        with _preserved(model):
+            scores = self._score(model, pool, idx, rng)
+        return np.asarray(scores)
+
+    def _score(
+        self, model: Any, pool: ActivePool, indices: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """The scores of ``indices`` (validated unlabeled dataset indices), one float each."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------ inference
     def _pass_config(self, what: dict[str, Any]) -> InferenceConfig:

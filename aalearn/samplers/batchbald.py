@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import Any, ClassVar, Optional, Union
 
 import numpy as np
 from torch import nn
 
-from aalearn._validation import RandomState, check_int, torch_generator
+from aalearn._validation import Constraint, Int, RandomState, torch_generator
 from aalearn.functional.batchbald import batchbald
 from aalearn.inference import InferenceConfig
 from aalearn.mc_dropout import consistent_mc_dropout, dropout_modules
@@ -67,6 +67,12 @@ class BatchBALDSampler(BaseSampler):
     (4, True)
     """
 
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "mc_samples": Int(1),
+        "num_samples": Int(1),
+        "max_candidates": Int(1, none=True),
+    }
+
     def __init__(
         self,
         *,
@@ -80,13 +86,6 @@ class BatchBALDSampler(BaseSampler):
         self.mc_samples = mc_samples
         self.num_samples = num_samples
         self.max_candidates = max_candidates
-
-    def _validate_params(self) -> None:
-        super()._validate_params()
-        check_int(self.mc_samples, "mc_samples", minimum=1)
-        check_int(self.num_samples, "num_samples", minimum=1)
-        if self.max_candidates is not None:
-            check_int(self.max_candidates, "max_candidates", minimum=1)
 
     def _select(
         self, model: nn.Module, pool: ActivePool, budget: int, rng: np.random.Generator

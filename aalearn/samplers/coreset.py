@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import Any, ClassVar, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from aalearn._validation import RandomState
-from aalearn.functional.coreset import _k_center_greedy_arg_validation, k_center_greedy
+from aalearn._validation import Constraint, Int, Options, RandomState
+from aalearn.functional.coreset import _METRICS, k_center_greedy
 from aalearn.inference import InferenceConfig
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler
@@ -70,6 +70,11 @@ class CoreSetSampler(BaseSampler):
     (5, 5, False)
     """
 
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "chunk_size": Int(1, none=True),
+        "metric": Options(_METRICS),
+    }
+
     def __init__(
         self,
         *,
@@ -81,10 +86,6 @@ class CoreSetSampler(BaseSampler):
         super().__init__(inference=inference, random_state=random_state)
         self.chunk_size = chunk_size
         self.metric = metric
-
-    def _validate_params(self) -> None:
-        super()._validate_params()
-        _k_center_greedy_arg_validation(self.chunk_size, self.metric)
 
     def _select(
         self, model: nn.Module, pool: ActivePool, budget: int, rng: np.random.Generator

@@ -7,7 +7,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from aalearn._validation import RandomState, check_number
+from aalearn._finite import check_finite
+from aalearn._validation import Constraint, Options, RandomState, Real, Rule
 from aalearn.functional.topk import topk_indices
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler
@@ -15,14 +16,20 @@ from aalearn.samplers.base import BaseSampler
 __all__ = ["StochasticBatchSampler"]
 
 
+def _check_scorer(value: Any, name: str) -> Any:
+    """An object whose ``score(model, pool, indices=None)`` gives one score per item."""
+    has = getattr(value, "has_score", None)
+    if not (callable(getattr(value, "score", None)) and has is not False):
+        raise TypeError(
+            f"Expected argument `{name}` to have a score(model, pool, indices=None) method "
+            f"giving one score per item, but got {type(value).__name__}."
+        )
+    return value
+
+
 def _log_weights(scores: np.ndarray, mode: str, beta: float) -> np.ndarray:
     """Unnormalised log-probabilities of the draw for each score (float64)."""
     s = np.asarray(scores, dtype=np.float64)
-    if not np.isfinite(s).all():
-        bad = int((~np.isfinite(s)).sum())
-        raise ValueError(
-            f"Expected the wrapped sampler's scores to be finite, but {bad} of {s.size} are not."
-        )
     if mode == "power":
         if (s < 0).any():
             raise ValueError(
@@ -99,6 +106,12 @@ class StochasticBatchSampler(BaseSampler):
 
     modes: ClassVar[tuple[str, ...]] = ("power", "softmax", "softrank")
 
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "sampler": Rule(_check_scorer),
+        "mode": Options(modes),
+        "beta": Real(0.0),
+    }
+
     def __init__(
         self,
         sampler: Any,
@@ -107,7 +120,7 @@ class StochasticBatchSampler(BaseSampler):
         *,
         random_state: RandomState = None,
     ) -> None:
-        super().__init__(random_state=random_state)
+        self.random_state = random_state  # no `inference`: the wrapped sampler has its own
         self.sampler = sampler
         self.mode = mode
         self.beta = beta
@@ -116,19 +129,6 @@ class StochasticBatchSampler(BaseSampler):
     def requires_model(self) -> bool:  # type: ignore[override]
         """Whatever the wrapped sampler needs."""
         return bool(getattr(self.sampler, "requires_model", True))
-
-    def _validate_params(self) -> None:
-        super()._validate_params()
-        if not callable(getattr(self.sampler, "score", None)):
-            raise TypeError(
-                "Expected argument `sampler` to have a score(model, pool, indices=None) method, "
-                f"but got {type(self.sampler).__name__}."
-            )
-        if self.mode not in self.modes:
-            raise ValueError(
-                f"Expected argument `mode` to be one of {list(self.modes)}, but got {self.mode!r}."
-            )
-        check_number(self.beta, "beta", minimum=0.0)
 
     def _select(
         self, model: Any, pool: ActivePool, budget: int, rng: np.random.Generator
@@ -140,6 +140,7 @@ class StochasticBatchSampler(BaseSampler):
                 f"Expected the wrapped sampler's score to return {unlabeled.shape[0]} scores, "
                 f"one per unlabeled item, but got shape {scores.shape}."
             )
+        check_finite(torch.from_numpy(scores), unlabeled, "the wrapped sampler's scores")
         keys = _log_weights(scores, self.mode, float(self.beta)) + rng.gumbel(size=scores.shape)
         _, top = topk_indices(
             torch.from_numpy(keys), torch.from_numpy(unlabeled.copy()), budget, validate_args=False

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Optional, Union
+from typing import Any, ClassVar, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from aalearn import functional as AF
-from aalearn._validation import RandomState, check_int, check_random_state
-from aalearn.inference import InferenceConfig, InferenceOutputs, preserve_mode
+from aalearn._validation import Constraint, Int, Options, RandomState
+from aalearn.inference import InferenceConfig, InferenceOutputs
 from aalearn.mc_dropout import dropout_modules
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler
@@ -65,6 +65,11 @@ class UncertaintySampler(BaseSampler):
 
     methods: ClassVar[tuple[str, ...]] = ("entropy", "margin", "least_confidence", "bald")
 
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "method": Options(methods),
+        "mc_samples": Int(1),
+    }
+
     def __init__(
         self,
         method: str = "entropy",
@@ -76,15 +81,6 @@ class UncertaintySampler(BaseSampler):
         super().__init__(inference=inference, random_state=random_state)
         self.method = method
         self.mc_samples = mc_samples
-
-    def _validate_params(self) -> None:
-        super()._validate_params()
-        if self.method not in self.methods:
-            raise ValueError(
-                f"Expected argument `method` to be one of {list(self.methods)}, but got "
-                f"{self.method!r}."
-            )
-        check_int(self.mc_samples, "mc_samples", minimum=1)
 
     def _score_batch(self, out: InferenceOutputs) -> torch.Tensor:
         if self.method == "bald":
@@ -106,17 +102,13 @@ class UncertaintySampler(BaseSampler):
             raise ValueError("method='bald' needs MC dropout, but the model has no dropout layer.")
         return {"probs": False, "mc_samples": self.mc_samples}
 
-    def score(
-        self, model: nn.Module, pool: ActivePool, indices: Optional[np.ndarray] = None
+    def _score(
+        self, model: Any, pool: ActivePool, indices: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
-        """Scores of ``indices`` (default: every unlabeled item), higher = more informative."""
-        self._validate_params()
-        idx = pool.unlabeled_indices if indices is None else np.asarray(indices, dtype=np.int64)
-        rng = check_random_state(self.random_state)
-        with preserve_mode(model):
-            return self._score_stream(
-                model, pool, idx, self._score_batch, rng=rng, **self._what(model)
-            )
+        """Scores of ``indices``, higher = more informative (see :meth:`score`)."""
+        return self._score_stream(
+            model, pool, indices, self._score_batch, rng=rng, **self._what(model)
+        )
 
     def _select(
         self, model: Any, pool: ActivePool, budget: int, rng: np.random.Generator
