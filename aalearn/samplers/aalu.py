@@ -233,6 +233,8 @@ class AALUSampler(BaseSampler):
     AALUSampler(min_iterations=0, batch='topk')
     """
 
+    _test_params = tuple({"variant": v, "epochs": 2, "min_iterations": 0} for v in AALU_VARIANTS)
+
     def __init__(
         self,
         *,

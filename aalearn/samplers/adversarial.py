@@ -285,6 +285,11 @@ class AdversarialSampler(BaseSampler):
     (90,)
     """
 
+    _test_params = (
+        {"representation": "features", "epochs": 2},
+        {"representation": "raw", "epochs": 0.2, "vae_channels": 4},
+    )
+
     def __init__(
         self,
         *,

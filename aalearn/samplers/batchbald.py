@@ -67,6 +67,11 @@ class BatchBALDSampler(BaseSampler):
     (4, True)
     """
 
+    _test_params = (
+        {"mc_samples": 4, "num_samples": 100},
+        {"mc_samples": 4, "num_samples": 100, "max_candidates": 30},
+    )
+
     def __init__(
         self,
         *,

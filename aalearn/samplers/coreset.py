@@ -70,6 +70,8 @@ class CoreSetSampler(BaseSampler):
     (5, 5, False)
     """
 
+    ranking = True
+
     def __init__(
         self,
         *,

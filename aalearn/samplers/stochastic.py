@@ -11,6 +11,7 @@ from aalearn._validation import RandomState, check_number
 from aalearn.functional.topk import topk_indices
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler
+from aalearn.samplers.uncertainty import UncertaintySampler
 
 __all__ = ["StochasticBatchSampler"]
 
@@ -98,6 +99,10 @@ class StochasticBatchSampler(BaseSampler):
     """
 
     modes: ClassVar[tuple[str, ...]] = ("power", "softmax", "softrank")
+    _test_params = tuple(
+        {"sampler": UncertaintySampler(u, mc_samples=4, random_state=0), "mode": m}
+        for m, u in (("power", "bald"), ("softmax", "margin"), ("softrank", "entropy"))
+    )
 
     def __init__(
         self,
