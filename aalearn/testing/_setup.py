@@ -103,6 +103,15 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _brief(value: Any) -> str:
+    """``value`` for a message: an array by its shape and first items."""
+    if isinstance(value, np.ndarray):
+        head = value.reshape(-1)[:5].tolist()
+        more = ", ..." if value.size > 5 else ""
+        return f"an array of shape {value.shape} ({str(head)[:-1]}{more}])"
+    return repr(value)
+
+
 @contextmanager
 def kept_global_rngs(device: Optional[torch.device] = None) -> Iterator[None]:
     """Restore torch's (CPU and ``device``'s), NumPy's and Python's global RNGs on exit."""
@@ -206,7 +215,7 @@ class Context:
             self.fail(check, f"{what} raised {type(err).__name__}{expected}: {err}")
         self._verify(what, before, pool)
         if raises is not None:
-            self.fail(check, f"{what} returned {out!r} instead of raising {raises.__name__}")
+            self.fail(check, f"{what} returned {_brief(out)} instead of raising {raises.__name__}")
         return out
 
     def _snapshot(self, pool: ActivePool) -> dict[str, Any]:
