@@ -122,6 +122,33 @@ class NeedsArgument(_Random):
         self.width = width
 
 
+class EntropyTopK(aalearn.BaseSampler):
+    """A correct user sampler: the most uncertain items, streamed, a ranking."""
+
+    ranking = True
+
+    def __init__(self, *, temperature=1.0, inference=None, random_state=None):
+        super().__init__(inference=inference, random_state=random_state)
+        self.temperature = temperature
+
+    def _score(self, out):
+        return AF.entropy(out.probs, validate_args=False) / self.temperature
+
+    def _select(self, model, pool, budget, rng):
+        return self._select_topk(model, pool, budget, self._score, probs=True)
+
+    def score(self, model, pool, indices=None):
+        idx = pool.unlabeled_indices if indices is None else np.asarray(indices, dtype=np.int64)
+        return self._score(self._collect(model, pool, idx, probs=True)).cpu().numpy()
+
+
+class ScoreDisagrees(EntropyTopK):
+    """Its ``score`` is not what ``select`` ranks."""
+
+    def score(self, model, pool, indices=None):
+        return -super().score(model, pool, indices)
+
+
 #: How check_sampler configures a class that takes `inference` and `random_state`.
 CFG = "inference={'device': 'cpu'}, random_state=0"
 BROKEN = [
@@ -181,6 +208,10 @@ BROKEN = [
         f"check_ranking failed for LastFirst({CFG}): select(model, pool, 5) picked",
     ),
     (
+        ScoreDisagrees,
+        f"check_score failed for ScoreDisagrees({CFG}): select(model, pool, 10) picked",
+    ),
+    (
         NeedsArgument,
         "check_sampler failed for NeedsArgument: NeedsArgument(**{'random_state': 0}) raised "
         "TypeError(",
@@ -202,22 +233,6 @@ def test_check_sampler_fails_on_a_broken_sampler(sampler, message):
     assert torch.equal(torch.random.get_rng_state(), torch_rng)
     assert np.random.get_state()[1].tolist() == np_rng[1].tolist()
     assert torch.get_num_threads() == threads
-
-
-class EntropyTopK(aalearn.BaseSampler):
-    """A correct user sampler: the most uncertain items, streamed, a ranking."""
-
-    ranking = True
-
-    def __init__(self, *, temperature=1.0, inference=None, random_state=None):
-        super().__init__(inference=inference, random_state=random_state)
-        self.temperature = temperature
-
-    def _score(self, out):
-        return AF.entropy(out.probs, validate_args=False) / self.temperature
-
-    def _select(self, model, pool, budget, rng):
-        return self._select_topk(model, pool, budget, self._score, probs=True)
 
 
 class EntropyThenRandom(aalearn.BaseSampler):
