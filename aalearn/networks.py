@@ -16,7 +16,6 @@ paper's output in ``(0, 1)``.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import Optional, Union
 
@@ -253,11 +252,10 @@ class ConvVAE(nn.Module):
         base_channels: int = VAAL_BASE_CHANNELS,
     ) -> None:
         super().__init__()
-        h, w = (
-            (image_size, image_size)
-            if isinstance(image_size, numbers.Integral)
-            else tuple(image_size)
-        )
+        if isinstance(image_size, (tuple, list)):
+            h, w = image_size
+        else:
+            h = w = image_size
         for name, value in (
             ("in_channels", in_channels),
             ("latent_dim", latent_dim),

@@ -15,7 +15,7 @@ from aalearn.samplers import vaal
 from aalearn.samplers.aalu import AALUSampler
 from aalearn.samplers.adversarial import AdversarialSampler
 
-from .test_aalu import DEVICES, NETS, novel_cluster_pool
+from .test_aalu import DEVICES, NETS, lift_finite_policy, novel_cluster_pool
 
 RAW = {"representation": "raw", "vae_channels": 4, "epochs": 1}
 
@@ -228,21 +228,25 @@ def test_score_is_what_select_ranks(digits_pool, representation):
     np.testing.assert_array_equal(make().score(model, pool, unl[[5, 1]]), scores[[5, 1]])
 
 
-def test_vaal_never_ranks_nan_first(digits_pool, monkeypatch):
-    """VAAL picks the lowest D(mu); a NaN logit is the least informative, ranked last."""
+def test_vaal_refuses_nan_and_never_ranks_it_first(digits_pool, monkeypatch):
+    """VAAL picks the lowest D(mu): a NaN logit is refused, naming the items; behind the
+    refusal it is the least informative, ranked last."""
     pool, model = digits_pool
     n = pool.n_unlabeled
     logits = torch.arange(n, dtype=torch.float32)  # lowest first: positions 0, 1, 2, ...
     logits[[0, 1]] = float("nan")
     monkeypatch.setattr(vaal._VAALSelector, "score", lambda self, x, chunk: logits.clone())
-    try:
-        picked = AdversarialSampler(inference={"device": "cpu"}, random_state=0, **RAW).select(
-            model, pool, 3
-        )
-    except ValueError as err:  # a non-finite score may also be refused outright
-        assert "finite" in str(err)
-        return
-    np.testing.assert_array_equal(picked, pool.unlabeled_indices[[2, 3, 4]])
+    unl = pool.unlabeled_indices
+
+    def make():
+        return AdversarialSampler(inference={"device": "cpu"}, random_state=0, **RAW)
+
+    with pytest.raises(ValueError, match="Non-finite values") as err:
+        make().select(model, pool, 3)
+    named = f"selector scores of 2 item(s), dataset indices {unl[[0, 1]].tolist()}"
+    assert named in str(err.value)
+    lift_finite_policy(monkeypatch)
+    np.testing.assert_array_equal(make().select(model, pool, 3), unl[[2, 3, 4]])
 
 
 # ------------------------------------------------------------ one set of defaults

@@ -25,9 +25,7 @@ SCORERS = {
     "adversarial[raw]": lambda: aalearn.AdversarialSampler(
         representation="raw", epochs=0.2, vae_channels=4, inference=CPU, random_state=0
     ),
-    "vaal": lambda: aalearn.VAALSampler(
-        epochs=0.2, vae_channels=4, inference=CPU, random_state=0
-    ),
+    "vaal": lambda: aalearn.VAALSampler(epochs=0.2, vae_channels=4, inference=CPU, random_state=0),
 }
 
 

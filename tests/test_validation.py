@@ -88,9 +88,7 @@ def test_constraints_accept_and_normalise(rule, value, expected):
         (FlagOrCallable(), "log", TypeError, "`x` to be a bool, a callable or None"),
     ],
 )
-def test_constraints_raise_type_error_for_types_and_value_error_for_values(
-    rule, value, exc, match
-):
+def test_constraints_raise_type_error_for_types_and_value_error_for_values(rule, value, exc, match):
     with pytest.raises(exc, match=match):
         rule.check(value, "x")
 

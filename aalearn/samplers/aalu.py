@@ -259,6 +259,7 @@ class AALUSampler(FeatureSelectorSampler):
         "hidden": Widths(),
         "standardize": Bool(),
     }
+    _test_params = tuple({"variant": v, "epochs": 2, "min_iterations": 0} for v in AALU_VARIANTS)
 
     def __init__(
         self,

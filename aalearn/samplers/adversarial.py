@@ -143,6 +143,10 @@ class AdversarialSampler(BaseSampler):
         "standardize": Bool(),
         "progress": FlagOrCallable(),
     }
+    _test_params = (
+        {"representation": "features", "epochs": 2, "min_iterations": 0},
+        {"representation": "raw", "epochs": 0.2, "vae_channels": 4},
+    )
 
     def __init__(
         self,

@@ -177,8 +177,19 @@ class BaseSampler(ParamsMixin):
     False
     """
 
-    #: The sampler needs a model (``False`` for :class:`RandomSampler`).
+    # Class flags: what a sampler can do, read by aalearn.testing.check_sampler and the
+    # test suite (never a hand-kept list of names). They are read on the instance, so a
+    # class whose capability depends on its configuration may make one a property.
+
+    #: The sampler needs a model (``False`` for :class:`RandomSampler`: ``select(None, ...)``
+    #: works, and no model output is read, so the non-finite policy does not apply).
     requires_model: ClassVar[bool] = True
+    #: ``select`` is a ranking: with the same seed, a smaller budget picks a prefix of a
+    #: larger one's picks (``False`` when the batch depends on the budget, as k-center does).
+    ranking: ClassVar[bool] = False
+    #: Cheap constructor arguments for :func:`aalearn.testing.check_sampler`, one mapping
+    #: per configuration to check (``inference`` and ``random_state`` are added).
+    _test_params: ClassVar[tuple[Mapping[str, Any], ...]] = ({},)
 
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "inference": Rule(lambda value, name: InferenceConfig.coerce(value)),

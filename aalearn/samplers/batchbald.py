@@ -72,6 +72,10 @@ class BatchBALDSampler(BaseSampler):
         "num_samples": Int(1),
         "max_candidates": Int(1, none=True),
     }
+    _test_params = (
+        {"mc_samples": 4, "num_samples": 100},
+        {"mc_samples": 4, "num_samples": 100, "max_candidates": 30},
+    )
 
     def __init__(
         self,

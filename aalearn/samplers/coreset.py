@@ -74,6 +74,7 @@ class CoreSetSampler(BaseSampler):
         "chunk_size": Int(1, none=True),
         "metric": Options(_METRICS),
     }
+    ranking = True
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ from aalearn._validation import Constraint, Options, RandomState, Real, Rule
 from aalearn.functional.topk import topk_indices
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler
+from aalearn.samplers.uncertainty import UncertaintySampler
 
 __all__ = ["StochasticBatchSampler"]
 
@@ -105,6 +106,10 @@ class StochasticBatchSampler(BaseSampler):
     """
 
     modes: ClassVar[tuple[str, ...]] = ("power", "softmax", "softrank")
+    _test_params = tuple(
+        {"sampler": UncertaintySampler(u, mc_samples=4, random_state=0), "mode": m}
+        for m, u in (("power", "bald"), ("softmax", "margin"), ("softrank", "entropy"))
+    )
 
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "sampler": Rule(_check_scorer),

@@ -13,6 +13,7 @@ assistant, :mod:`aalearn.samplers._selector`).
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
@@ -52,7 +53,7 @@ class Fitted:
         return out[np.searchsorted(self.unlabeled, indices)]
 
 
-class SelectorSampler(BaseSampler):
+class SelectorSampler(BaseSampler, metaclass=abc.ABCMeta):
     """Base of the samplers that train networks of their own: fit, then form the batch.
 
     ``select`` is ``_batch(_fit(...))`` and ``score`` reads the fitted scores, so both
@@ -92,11 +93,11 @@ class SelectorSampler(BaseSampler):
     ) -> np.ndarray:
         return self._fit(model, pool, self._validate_params(), rng).at(indices)
 
+    @abc.abstractmethod
     def _fit(
         self, model: nn.Module, pool: ActivePool, params: dict[str, Any], rng: np.random.Generator
     ) -> Fitted:
         """One inference pass, the training, the scores of the unlabeled items."""
-        raise NotImplementedError
 
     def _batch(self, fitted: Fitted, budget: int, params: dict[str, Any]) -> np.ndarray:
         """The batch: by default the ``budget`` highest scores, best first."""
@@ -119,8 +120,9 @@ class FeatureSelectorSampler(SelectorSampler):
     configuration's rule (``topk``, ``per_class`` or ``kcenter``).
     """
 
+    @abc.abstractmethod
     def _selector_config(self, params: dict[str, Any]) -> _FeatureSelectorConfig:
-        raise NotImplementedError
+        """The VAE's and assistant's settings from the validated parameters."""
 
     def _fit(
         self, model: nn.Module, pool: ActivePool, params: dict[str, Any], rng: np.random.Generator

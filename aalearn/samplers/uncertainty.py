@@ -64,6 +64,8 @@ class UncertaintySampler(BaseSampler):
     """
 
     methods: ClassVar[tuple[str, ...]] = ("entropy", "margin", "least_confidence", "bald")
+    ranking = True
+    _test_params = (*({"method": m} for m in methods[:3]), {"method": "bald", "mc_samples": 4})
 
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "method": Options(methods),

@@ -260,6 +260,7 @@ class VAALSampler(SelectorSampler):
         "discriminator_steps": Int(1),
         "vae_channels": Int(1),
     }
+    _test_params = ({"epochs": 0.2, "vae_channels": 4},)
 
     def __init__(
         self,
