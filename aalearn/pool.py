@@ -1,139 +1,29 @@
-"""The labeled and unlabeled pools over a map-style dataset."""
+"""The labeled and unlabeled pools over a map-style dataset: :class:`ActivePool`.
+
+The pool's state and its operations live here; the dataset view of its items is
+:class:`~aalearn.pool_subset.PoolSubset` (re-exported here), the checks of a loaded state
+are in :mod:`aalearn._pool_state` and the atomic state files in :mod:`aalearn._persistence`.
+"""
 
 from __future__ import annotations
 
-import numbers
 import os
-import stat
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from aalearn._persistence import read_archive, write_atomically
+from aalearn._pool_state import STATE_VERSION, UNLABELED, check_state
 from aalearn._validation import RandomState, check_int, check_random_state
+from aalearn.pool_subset import DEFAULT_LABEL_KEYS, PoolSubset
 
-__all__ = ["ActivePool", "PoolSubset"]
-
-#: Label keys of dict items tried in order when none is configured (HuggingFace's names).
-DEFAULT_LABEL_KEYS = ("label", "labels")
+__all__ = ["DEFAULT_LABEL_KEYS", "ActivePool", "IndexLike", "PoolSubset"]
 
 IndexLike = Union[Sequence[int], np.ndarray, torch.Tensor]
-
-_STATE_VERSION = 1
-_STATE_KEYS = ("version", "n_items", "labeled_round", "labels", "has_label", "round")
-_UNLABELED = -1
-
-
-class PoolSubset(Dataset):
-    """A view of ``dataset`` restricted to ``indices``, like :class:`torch.utils.data.Subset`.
-
-    Item ``i`` of the view is ``dataset[indices[i]]``. When ``labels`` is given (labels
-    an oracle provided through :meth:`ActivePool.label`), the item's target is
-    replaced: a tuple item ``(x, y, ...)`` becomes ``(x, label, ...)``, a dict item keeps
-    its keys with its label key replaced (``label_key``, or ``"label"`` / ``"labels"``,
-    whichever the item has; ``"label"`` is added when it has neither), and any other
-    item ``x`` becomes ``(x, label)``. A label replacing a tensor target is a tensor of
-    the same dtype, so a ``DataLoader`` batch has one structure. ``has_label`` says, per
-    position, which of ``labels`` are real; the others keep the dataset's own target.
-
-    The index array is a NumPy ``int64`` array computed once, so iterating a
-    :class:`~torch.utils.data.DataLoader` over the view costs the same as over a
-    plain ``Subset``.
-
-    Examples
-    --------
-    >>> import numpy as np, torch
-    >>> from torch.utils.data import TensorDataset
-    >>> from aalearn import PoolSubset
-    >>> data = TensorDataset(torch.arange(5.0), torch.zeros(5, dtype=torch.long))
-    >>> view = PoolSubset(data, np.array([3, 1]), labels=np.array([7, -1]),
-    ...                   has_label=np.array([True, False]))
-    >>> len(view), view[0][0].item(), view[0][1].item(), view[1][1].item()
-    (2, 3.0, 7, 0)
-    >>> records = [{"text": "a", "label": 0}, {"text": "b", "label": 1}]
-    >>> PoolSubset(records, np.array([1]), labels=np.array([0]), has_label=np.array([True]))[0]
-    {'text': 'b', 'label': 0}
-    """
-
-    def __init__(
-        self,
-        dataset: Dataset,
-        indices: np.ndarray,
-        labels: Optional[np.ndarray] = None,
-        has_label: Optional[np.ndarray] = None,
-        label_key: Optional[str] = None,
-    ) -> None:
-        self.dataset = dataset
-        self.indices = indices
-        self.label_key = label_key
-        self._labels = labels
-        self._has_label = has_label
-        # Python ints are faster to index with than NumPy scalars.
-        self._index_list: list[int] = indices.tolist()
-        self._any_label = bool(has_label is not None and has_label.any())
-        self._label_list: Optional[list[int]] = (
-            labels.tolist() if labels is not None and self._any_label else None
-        )
-        self._has_list: Optional[list[bool]] = (
-            has_label.tolist() if has_label is not None and self._any_label else None
-        )
-        self._label_tensors: Optional[list[torch.Tensor]] = None
-
-    def __len__(self) -> int:
-        return len(self._index_list)
-
-    def __getitem__(self, idx: int) -> Any:
-        item = self.dataset[self._index_list[idx]]
-        if self._has_list is None or not self._has_list[idx]:
-            return item
-        return self._relabel(item, idx)
-
-    def _relabel(self, item: Any, idx: int) -> Any:
-        assert self._label_list is not None
-        if isinstance(item, Mapping):
-            keys = DEFAULT_LABEL_KEYS if self.label_key is None else (self.label_key,)
-            key = next((k for k in keys if k in item), keys[0])
-            return {**item, key: self._label_like(item.get(key), idx)}
-        old = item[1] if isinstance(item, (tuple, list)) and len(item) > 1 else None
-        label = self._label_like(old, idx)
-        if isinstance(item, tuple):
-            return (item[0], label, *item[2:])
-        if isinstance(item, list):
-            return [item[0], label, *item[2:]]
-        return (item, label)
-
-    def _label_like(self, old: Any, idx: int) -> Any:
-        """Label ``idx`` in the type of the dataset's own target ``old`` (tensor or int)."""
-        assert self._label_list is not None
-        if not isinstance(old, torch.Tensor):
-            return self._label_list[idx]
-        # Match the dataset's own target type so that default collation works. The
-        # 0-d label tensors are made once, on first use, not per item and epoch.
-        if self._label_tensors is None or self._label_tensors[0].dtype != old.dtype:
-            self._label_tensors = list(torch.tensor(self._label_list, dtype=old.dtype).unbind())
-        return self._label_tensors[idx]
-
-    def __getitems__(self, idxs: list[int]) -> list[Any]:
-        # DataLoader's batched fetch path: one list comprehension, and the dataset's
-        # own __getitems__ when it has one, as torch.utils.data.Subset does.
-        index_list = self._index_list
-        dataset_idx = [index_list[i] for i in idxs]
-        getitems = getattr(self.dataset, "__getitems__", None)
-        if callable(getitems):
-            items = getitems(dataset_idx)
-        else:
-            dataset = self.dataset
-            items = [dataset[j] for j in dataset_idx]
-        has = self._has_list
-        if has is None:
-            return items
-        return [self._relabel(it, i) if has[i] else it for it, i in zip(items, idxs)]
-
-    def __repr__(self) -> str:
-        return f"PoolSubset(n_items={len(self)})"
 
 
 class ActivePool:
@@ -206,7 +96,7 @@ class ActivePool:
         self.dataset = dataset
         self.label_key = label_key
         self._n = n
-        self._labeled_round = np.full(n, _UNLABELED, dtype=np.int64)
+        self._labeled_round = np.full(n, UNLABELED, dtype=np.int64)
         self._labels = np.full(n, -1, dtype=np.int64)
         self._has_label = np.zeros(n, dtype=bool)
         self._round = 0
@@ -438,7 +328,7 @@ class ActivePool:
         [3]
         """
         return {
-            "version": _STATE_VERSION,
+            "version": STATE_VERSION,
             "n_items": self._n,
             "labeled_round": torch.from_numpy(self._labeled_round.copy()),
             "labels": torch.from_numpy(self._labels.copy()),
@@ -456,33 +346,7 @@ class ActivePool:
         below -1 or not below ``round``, ``has_label`` on an unlabeled item, a label
         other than ``-1`` without ``has_label`` or a negative one with it.
         """
-        if not isinstance(state, dict):
-            raise TypeError(
-                f"Expected argument `state` to be a dict, but got {type(state).__name__}."
-            )
-        missing = [k for k in _STATE_KEYS if k not in state]
-        if missing:
-            raise ValueError(
-                f"Expected argument `state` to have keys {missing}, but they are missing."
-            )
-        extra = sorted(set(state) - set(_STATE_KEYS))
-        if extra:
-            raise ValueError(f"Unexpected keys in argument `state`: {extra}.")
-        version = _state_int(state, "version")
-        if version != _STATE_VERSION:
-            raise ValueError(
-                f"Unsupported pool state version {version}; expected {_STATE_VERSION}."
-            )
-        n_items = _state_int(state, "n_items")
-        if n_items != self._n:
-            raise ValueError(
-                f"The state is for a pool of {n_items} items, but this pool has {self._n}."
-            )
-        rounds = _state_array(state, "labeled_round", self._n, integer=True)
-        labels = _state_array(state, "labels", self._n, integer=True)
-        has = _state_array(state, "has_label", self._n, integer=False)
-        rnd = _state_int(state, "round")
-        _check_state_contents(rounds, labels, has, rnd)
+        rounds, labels, has, rnd = check_state(state, self._n)
         self._labeled_round = rounds
         self._labels = labels
         self._has_label = has
@@ -501,39 +365,11 @@ class ActivePool:
         file it replaces, or ``0o666`` less the umask for a new file. It holds plain
         arrays only and loads without executing code.
         """
-        path = os.fspath(path)
-        directory, name = os.path.split(os.path.abspath(path))
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(
-                f"Cannot save the pool to {path!r}: the directory {directory!r} does not exist."
-            )
         state = self.state_dict()
-        _remove_stale_temporaries(directory, name)
-        tmp = os.path.join(directory, f".{name}.{os.getpid()}{_TMP_SUFFIX}")
-        try:
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-        except FileNotFoundError:
-            mode = None
-        try:
-            # O_TRUNC: a temporary this process left (a save interrupted by an
-            # exception that could not clean up) is overwritten, never a second one.
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-            with os.fdopen(fd, "wb") as fh:
-                if mode is not None and hasattr(os, "fchmod"):  # POSIX
-                    os.fchmod(fh.fileno(), mode)
-                arrays: dict[str, Any] = {
-                    k: v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
-                    for k, v in state.items()
-                }
-                np.savez(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        _fsync_directory(directory)
+        arrays = {
+            k: v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v) for k, v in state.items()
+        }
+        write_atomically(os.fspath(path), arrays)
 
     def load(self, path: Union[str, os.PathLike]) -> None:
         """Restore the state written by :meth:`save`; nothing changes if it raises.
@@ -553,7 +389,7 @@ class ActivePool:
         """
         path = os.fspath(path)
         try:
-            state = _read_archive(path, self._n)
+            state = read_archive(path, self._n)
             self.load_state_dict(state)
         except (TypeError, ValueError, zipfile.BadZipFile, EOFError) as err:
             raise ValueError(f"Cannot load the pool state from {path!r}: {err}") from err
@@ -562,165 +398,4 @@ class ActivePool:
         return (
             f"ActivePool(n_items={self._n}, n_labeled={self.n_labeled}, "
             f"n_unlabeled={self.n_unlabeled}, round={self._round})"
-        )
-
-
-_TMP_SUFFIX = ".aalearn-tmp"
-#: Largest ``.npy`` header :func:`numpy.save` writes for a 1-D array (format 1.0: 64-byte
-#: aligned, usually 128 bytes), with room to spare.
-_NPY_HEADER_BYTES = 4096
-
-
-def _remove_stale_temporaries(directory: str, name: str) -> None:
-    """Remove the temporaries of ``name`` whose writing process no longer runs."""
-    prefix = f".{name}."
-    try:
-        entries = os.listdir(directory)
-    except OSError:
-        return
-    for entry in entries:
-        if not (entry.startswith(prefix) and entry.endswith(_TMP_SUFFIX)):
-            continue
-        pid_text = entry[len(prefix) : -len(_TMP_SUFFIX)]
-        if not pid_text.isdigit() or _process_exists(int(pid_text)):
-            continue
-        try:
-            os.unlink(os.path.join(directory, entry))
-        except FileNotFoundError:
-            pass
-
-
-def _process_exists(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # someone else's live process (or no way to tell): leave its file
-    return True
-
-
-def _fsync_directory(directory: str) -> None:
-    """Flush the directory entry of a rename to disk (a no-op where unsupported)."""
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-    try:
-        fd = os.open(directory, flags)
-    except OSError:
-        return  # e.g. Windows, where directories cannot be opened
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _read_archive(path: str, n_items: int) -> dict[str, Any]:
-    """The members of a pool archive, after checking its directory (names, sizes)."""
-    with open(path, "rb") as fh:
-        if not zipfile.is_zipfile(fh):
-            raise ValueError("not a pool archive written by ActivePool.save (not a zip file).")
-        fh.seek(0)
-        with zipfile.ZipFile(fh) as zf:
-            infos = {info.filename: info for info in zf.infolist()}
-            expected = {f"{k}.npy" for k in _STATE_KEYS}
-            extra = sorted(set(infos) - expected)
-            if extra:
-                raise ValueError(f"not a pool archive: unexpected member(s) {extra}.")
-            missing = sorted(k for k in _STATE_KEYS if f"{k}.npy" not in infos)
-            if missing:
-                raise ValueError(f"not a pool archive: member(s) {missing} are missing.")
-            for key in _STATE_KEYS:
-                info = infos[f"{key}.npy"]
-                rows = n_items if key in ("labeled_round", "labels", "has_label") else 1
-                limit = _NPY_HEADER_BYTES + 8 * rows
-                if info.file_size > limit:
-                    raise ValueError(
-                        f"corrupt pool archive: member {info.filename!r} holds "
-                        f"{info.file_size} bytes, larger than a state of {n_items} items "
-                        f"can be ({limit})."
-                    )
-            state: dict[str, Any] = {}
-            for key in _STATE_KEYS:
-                with zf.open(infos[f"{key}.npy"]) as member:
-                    state[key] = np.lib.format.read_array(member, allow_pickle=False)
-    return state
-
-
-def _state_int(state: dict[str, Any], key: str) -> int:
-    """``state[key]`` as an int: a Python/NumPy int or a 0-d integer array or tensor."""
-    value = state[key]
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value[()]
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"Expected state['{key}'] to be an integer, but got {type(value).__name__} ({value!r})."
-        )
-    return int(value)
-
-
-def _state_array(state: dict[str, Any], key: str, n: int, *, integer: bool) -> np.ndarray:
-    """``state[key]`` as a fresh int64 (``integer``) or bool array of shape ``(n,)``."""
-    value = state[key]
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    if not isinstance(value, np.ndarray):
-        raise TypeError(
-            f"Expected state['{key}'] to be a NumPy array or a torch tensor, but got "
-            f"{type(value).__name__}."
-        )
-    ok = (
-        value.dtype != bool and np.issubdtype(value.dtype, np.integer)
-        if integer
-        else value.dtype == bool
-    )
-    if not ok:
-        wanted = "an integer" if integer else "a bool"
-        raise TypeError(
-            f"Expected state['{key}'] to have {wanted} dtype, but got dtype {value.dtype}."
-        )
-    if value.shape != (n,):
-        raise ValueError(f"Expected state['{key}'] to have shape ({n},), but got {value.shape}.")
-    return value.astype(np.int64 if integer else bool, copy=True)
-
-
-def _first(mask: np.ndarray) -> int:
-    return int(np.flatnonzero(mask)[0])
-
-
-def _check_state_contents(
-    rounds: np.ndarray, labels: np.ndarray, has: np.ndarray, rnd: int
-) -> None:
-    """Raise ``ValueError`` unless the arrays form a state :meth:`ActivePool.label` can reach."""
-    if rnd < 0:
-        raise ValueError(f"Expected state['round'] to be >= 0, but got {rnd}.")
-    below = rounds < _UNLABELED
-    if below.any():
-        i = _first(below)
-        raise ValueError(
-            f"Expected state['labeled_round'] to be >= -1, but item {i} has {rounds[i]}."
-        )
-    late = rounds >= rnd
-    if late.any():
-        i = _first(late)
-        raise ValueError(
-            f"Inconsistent state: state['round'] ({rnd}) must be greater than every labeled "
-            f"round, but item {i} was labeled in round {rounds[i]}."
-        )
-    orphan = has & (rounds < 0)
-    if orphan.any():
-        raise ValueError(
-            f"Expected state['has_label'] to be set on labeled items only, but it is set on "
-            f"unlabeled item {_first(orphan)}."
-        )
-    bad = (has & (labels < 0)) | (~has & (labels != _UNLABELED))
-    if bad.any():
-        i = _first(bad)
-        expected = "a label >= 0 (has_label is set)" if has[i] else "-1 (has_label is unset)"
-        raise ValueError(
-            f"Expected state['labels'] to hold {expected} for item {i}, but got {labels[i]}."
         )

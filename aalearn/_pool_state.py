@@ -1,0 +1,136 @@
+"""What a valid :class:`~aalearn.ActivePool` state is, and the checks that hold a loaded one to it.
+
+A state is what :meth:`ActivePool.state_dict <aalearn.ActivePool.state_dict>` returns:
+six keys (:data:`STATE_KEYS`), three arrays of length ``N`` and three ints. A state from a
+checkpoint or a file is checked here, all of it, before the pool takes any of it.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["STATE_KEYS", "STATE_VERSION", "UNLABELED", "check_state"]
+
+STATE_VERSION = 1
+STATE_KEYS = ("version", "n_items", "labeled_round", "labels", "has_label", "round")
+#: ``labeled_round`` of an item not labeled yet.
+UNLABELED = -1
+
+
+def check_state(state: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The arrays and round of ``state`` for a pool of ``n`` items, after checking all of it.
+
+    Returns fresh ``int64`` ``labeled_round`` and ``labels``, a bool ``has_label`` and
+    the round; raises ``TypeError`` / ``ValueError`` naming the key otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> state = {"version": 1, "n_items": 3, "labeled_round": np.array([-1, 0, -1]),
+    ...          "labels": np.array([-1, 5, -1]), "has_label": np.array([False, True, False]),
+    ...          "round": 1}
+    >>> rounds, labels, has, rnd = check_state(state, 3)
+    >>> rounds.tolist(), labels.tolist(), rnd
+    ([-1, 0, -1], [-1, 5, -1], 1)
+    """
+    if not isinstance(state, dict):
+        raise TypeError(f"Expected argument `state` to be a dict, but got {type(state).__name__}.")
+    missing = [k for k in STATE_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"Expected argument `state` to have keys {missing}, but they are missing.")
+    extra = sorted(set(state) - set(STATE_KEYS))
+    if extra:
+        raise ValueError(f"Unexpected keys in argument `state`: {extra}.")
+    version = _state_int(state, "version")
+    if version != STATE_VERSION:
+        raise ValueError(f"Unsupported pool state version {version}; expected {STATE_VERSION}.")
+    n_items = _state_int(state, "n_items")
+    if n_items != n:
+        raise ValueError(f"The state is for a pool of {n_items} items, but this pool has {n}.")
+    rounds = _state_array(state, "labeled_round", n, integer=True)
+    labels = _state_array(state, "labels", n, integer=True)
+    has = _state_array(state, "has_label", n, integer=False)
+    rnd = _state_int(state, "round")
+    _check_state_contents(rounds, labels, has, rnd)
+    return rounds, labels, has, rnd
+
+
+def _state_int(state: dict[str, Any], key: str) -> int:
+    """``state[key]`` as an int: a Python/NumPy int or a 0-d integer array or tensor."""
+    value = state[key]
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"Expected state['{key}'] to be an integer, but got {type(value).__name__} ({value!r})."
+        )
+    return int(value)
+
+
+def _state_array(state: dict[str, Any], key: str, n: int, *, integer: bool) -> np.ndarray:
+    """``state[key]`` as a fresh int64 (``integer``) or bool array of shape ``(n,)``."""
+    value = state[key]
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if not isinstance(value, np.ndarray):
+        raise TypeError(
+            f"Expected state['{key}'] to be a NumPy array or a torch tensor, but got "
+            f"{type(value).__name__}."
+        )
+    ok = (
+        value.dtype != bool and np.issubdtype(value.dtype, np.integer)
+        if integer
+        else value.dtype == bool
+    )
+    if not ok:
+        wanted = "an integer" if integer else "a bool"
+        raise TypeError(
+            f"Expected state['{key}'] to have {wanted} dtype, but got dtype {value.dtype}."
+        )
+    if value.shape != (n,):
+        raise ValueError(f"Expected state['{key}'] to have shape ({n},), but got {value.shape}.")
+    return value.astype(np.int64 if integer else bool, copy=True)
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _check_state_contents(
+    rounds: np.ndarray, labels: np.ndarray, has: np.ndarray, rnd: int
+) -> None:
+    """Raise ``ValueError`` unless the arrays form a state :meth:`ActivePool.label` can reach."""
+    if rnd < 0:
+        raise ValueError(f"Expected state['round'] to be >= 0, but got {rnd}.")
+    below = rounds < UNLABELED
+    if below.any():
+        i = _first(below)
+        raise ValueError(
+            f"Expected state['labeled_round'] to be >= -1, but item {i} has {rounds[i]}."
+        )
+    late = rounds >= rnd
+    if late.any():
+        i = _first(late)
+        raise ValueError(
+            f"Inconsistent state: state['round'] ({rnd}) must be greater than every labeled "
+            f"round, but item {i} was labeled in round {rounds[i]}."
+        )
+    orphan = has & (rounds < 0)
+    if orphan.any():
+        raise ValueError(
+            f"Expected state['has_label'] to be set on labeled items only, but it is set on "
+            f"unlabeled item {_first(orphan)}."
+        )
+    bad = (has & (labels < 0)) | (~has & (labels != UNLABELED))
+    if bad.any():
+        i = _first(bad)
+        expected = "a label >= 0 (has_label is set)" if has[i] else "-1 (has_label is unset)"
+        raise ValueError(
+            f"Expected state['labels'] to hold {expected} for item {i}, but got {labels[i]}."
+        )
