@@ -34,6 +34,7 @@ def _exported_sampler_classes() -> list[type]:
         if (
             inspect.isclass(obj)
             and obj not in (aalearn.BaseSampler, aalearn.Sampler)
+            and not inspect.isabstract(obj)  # bases such as SelectorSampler
             and callable(getattr(obj, "select", None))
         ):
             found.append(obj)
