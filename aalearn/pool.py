@@ -14,11 +14,9 @@ import torch
 from torch.utils.data import Dataset
 
 from aalearn._validation import RandomState, check_int, check_random_state
+from aalearn.inference.adapters import DEFAULT_LABEL_KEYS
 
 __all__ = ["ActivePool", "PoolSubset"]
-
-#: Label keys of dict items tried in order when none is configured (HuggingFace's names).
-DEFAULT_LABEL_KEYS = ("label", "labels")
 
 IndexLike = Union[Sequence[int], np.ndarray, torch.Tensor]
 

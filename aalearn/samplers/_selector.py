@@ -397,11 +397,8 @@ def _fit_on_pool(
         probs=cfg.use_predictions,
         losses=cfg.use_ranking,
         labels=pool.labels(lab) if cfg.use_ranking else None,
-        feature_layer=feature_layer,
     )
-    out_u = sampler._collect(
-        model, pool, unl, features=True, probs=probs, feature_layer=feature_layer
-    )
+    out_u = sampler._collect(model, pool, unl, features=True, probs=probs)
     assert out_l.features is not None and out_u.features is not None
     f_l, f_u = out_l.features, out_u.features
     if cfg.standardize:
