@@ -29,16 +29,6 @@ from aalearn.inference.outputs import FINITE_FIELDS, OUTPUT_FIELDS, InferenceOut
 __all__ = ["collect", "collect_pass", "stream", "stream_pass"]
 
 
-def _check_labels(bad: torch.Tensor, indices: np.ndarray, n_classes: int) -> None:
-    if bool(bad.any()):
-        where = indices[bad.cpu().numpy()]
-        raise ValueError(
-            f"{where.size} item(s) have a label outside the model's {n_classes} classes "
-            f"[0, {n_classes}), e.g. dataset indices {where[:5].tolist()}: check the labels "
-            "given to pool.label(..., labels=...) or the dataset's targets (`target_fn`)."
-        )
-
-
 class _Run:
     """One pass in progress: the forward passes a :class:`PassRequest` asks for, per batch."""
 
@@ -107,8 +97,16 @@ class _Run:
 
     def check_labels(self, indices: np.ndarray) -> None:
         """Raise ``ValueError`` naming the items whose target was outside the classes."""
-        if self.bad_labels:
-            _check_labels(torch.cat(self.bad_labels), indices, self.n_classes)
+        if not self.bad_labels:
+            return
+        bad, n_classes = torch.cat(self.bad_labels), self.n_classes
+        if bool(bad.any()):
+            where = indices[bad.cpu().numpy()]
+            raise ValueError(
+                f"{where.size} item(s) have a label outside the model's {n_classes} classes "
+                f"[0, {n_classes}), e.g. dataset indices {where[:5].tolist()}: check the labels "
+                "given to pool.label(..., labels=...) or the dataset's targets (`target_fn`)."
+            )
 
 
 def _check_labels_arg(labels: Optional[np.ndarray], indices: np.ndarray) -> Optional[np.ndarray]:
