@@ -43,6 +43,7 @@ def shard_indices(indices: Any, rank: int, world_size: int) -> np.ndarray:
 
 
 def bounds(n: int, world_size: int) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` of each rank's block of ``n`` items (see :func:`shard_indices`)."""
     base, extra = divmod(n, world_size)
     out, start = [], 0
     for r in range(world_size):

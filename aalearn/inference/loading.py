@@ -50,6 +50,7 @@ def preserve_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def set_mc_dropout(model: nn.Module, on: bool) -> None:
+    """Switch the dropout layers of ``model`` on (MC dropout) or off; batch norm stays."""
     for m in dropout_modules(model):
         m.train(on)
 
