@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["DEFAULT_LABEL_KEYS", "PoolSubset"]
+# The label keys of dict items are the inference adapters' (defined there, once).
+from aalearn.inference.adapters import DEFAULT_LABEL_KEYS
 
-#: Label keys of dict items tried in order when none is configured (HuggingFace's names).
-DEFAULT_LABEL_KEYS = ("label", "labels")
+__all__ = ["DEFAULT_LABEL_KEYS", "PoolSubset"]
 
 
 class PoolSubset(Dataset):

@@ -25,11 +25,11 @@ import aalearn
 from aalearn.distributed import (
     RankFailedError,
     ShardedSampler,
-    _check_timeout,
     current_shard,
     save_on_rank0,
     shard_indices,
 )
+from aalearn.distributed.sampler import _check_timeout
 from aalearn.samplers import AALUSampler, AdversarialSampler, CoreSetSampler
 
 from .conftest import TinyNet, trained_model

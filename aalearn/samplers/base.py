@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable, ClassVar, Optional, Protocol, Union, runtime_checkable
 
@@ -24,11 +23,11 @@ from aalearn.distributed import current_shard
 from aalearn.inference import (
     InferenceConfig,
     InferenceOutputs,
-    collect,
+    PassRequest,
     inference_device,
     preserve_mode,
-    stream,
 )
+from aalearn.inference.passes import collect_pass, stream_pass
 from aalearn.pool import ActivePool
 
 from ._params import ParamsMixin
@@ -309,12 +308,12 @@ class BaseSampler(ParamsMixin):
         raise NotImplementedError
 
     # ------------------------------------------------------------ inference
-    def _pass_config(self, what: dict[str, Any]) -> InferenceConfig:
-        """The inference config, with any of its fields in ``what`` (popped) overriding it."""
-        names = {f.name for f in dataclasses.fields(InferenceConfig)}
-        overrides = {k: what.pop(k) for k in list(what) if k in names}
-        cfg = self.inference_
-        return cfg.replace(**overrides) if overrides else cfg
+    @staticmethod
+    def _pass_request(fields: dict[str, Any]) -> tuple[PassRequest, Optional[np.ndarray]]:
+        """The :class:`~aalearn.inference.PassRequest` of ``fields`` and their ``labels``."""
+        request = dict(fields)
+        labels = request.pop("labels", None)
+        return PassRequest(**request), labels
 
     @contextlib.contextmanager
     def _mc_seed(
@@ -348,23 +347,25 @@ class BaseSampler(ParamsMixin):
         indices: np.ndarray,
         *,
         rng: Optional[np.random.Generator] = None,
-        **what: Any,
+        **request_fields: Any,
     ) -> InferenceOutputs:
         """One inference pass over ``indices`` with this sampler's configuration.
 
-        ``what`` holds the arguments of :func:`aalearn.collect` (``probs``,
-        ``features``, ``mc_samples``, ...), and may override fields of the inference
-        config (e.g. ``feature_layer``). MC-dropout masks are seeded from ``rng``.
-        Inside :class:`aalearn.distributed.ShardedSampler`, each rank runs the pass
-        over its block of ``indices`` and gets every row back (all-gathered).
+        ``request_fields`` are the fields of :class:`~aalearn.inference.PassRequest`
+        (``probs``, ``features``, ``losses``, ``inputs``, ``mc_samples``) and ``labels``,
+        as in :func:`aalearn.collect`; the configuration is :attr:`inference_`, resolved
+        once. MC-dropout masks are seeded from ``rng``. Inside
+        :class:`aalearn.distributed.ShardedSampler`, each rank runs the pass over its
+        block of ``indices`` and gets every row back (all-gathered).
         """
         dataset = self._dataset(pool)
-        cfg = self._pass_config(what)
+        request, labels = self._pass_request(request_fields)
+        cfg = self.inference_
         shard = current_shard()
-        with self._mc_seed(model, cfg, rng, int(what.get("mc_samples", 0))):
-            return (collect if shard is None else shard.collect)(
-                model, dataset, indices, inference=cfg, **what
-            )
+        with self._mc_seed(model, cfg, rng, request.mc_samples):
+            if shard is None:
+                return collect_pass(model, dataset, indices, request, cfg, labels)
+            return shard.collect(model, dataset, indices, request, cfg, labels=labels)
 
     def _stream(
         self,
@@ -374,13 +375,13 @@ class BaseSampler(ParamsMixin):
         consume: Callable[[InferenceOutputs], None],
         *,
         rng: Optional[np.random.Generator] = None,
-        **what: Any,
+        **request_fields: Any,
     ) -> None:
         """:func:`aalearn.stream` over ``indices`` (this process only) with this configuration."""
-        dataset = self._dataset(pool)
-        cfg = self._pass_config(what)
-        with self._mc_seed(model, cfg, rng, int(what.get("mc_samples", 0))):
-            stream(model, dataset, indices, consume, inference=cfg, **what)
+        request, labels = self._pass_request(request_fields)
+        cfg = self.inference_
+        with self._mc_seed(model, cfg, rng, request.mc_samples):
+            stream_pass(model, self._dataset(pool), indices, consume, request, cfg, labels)
 
     def _score_stream(
         self,
@@ -390,11 +391,13 @@ class BaseSampler(ParamsMixin):
         score: Callable[[InferenceOutputs], torch.Tensor],
         *,
         rng: Optional[np.random.Generator] = None,
-        **what: Any,
+        **request_fields: Any,
     ) -> np.ndarray:
         """``score(batch outputs)`` of every item of ``indices``, in order, as a NumPy array."""
         parts: list[torch.Tensor] = []
-        self._stream(model, pool, indices, lambda out: parts.append(score(out)), rng=rng, **what)
+        self._stream(
+            model, pool, indices, lambda out: parts.append(score(out)), rng=rng, **request_fields
+        )
         if not parts:
             return np.empty(0, dtype=np.float32)
         return torch.cat(parts).cpu().numpy()
@@ -407,7 +410,7 @@ class BaseSampler(ParamsMixin):
         score: Callable[[InferenceOutputs], torch.Tensor],
         *,
         rng: Optional[np.random.Generator] = None,
-        **what: Any,
+        **request_fields: Any,
     ) -> np.ndarray:
         """The ``budget`` unlabeled items with the highest ``score``, best first, streamed.
 
@@ -417,16 +420,19 @@ class BaseSampler(ParamsMixin):
         its block of the unlabeled items and the ranks' candidates are merged
         (:meth:`aalearn.distributed.Shard.merge_topk`): the same picks as one process.
         """
+        request, labels = self._pass_request(request_fields)
+        cfg = self.inference_
         shard = current_shard()
         unlabeled = pool.unlabeled_indices if shard is None else shard.local(pool.unlabeled_indices)
-        dev = inference_device(model, self._pass_config(dict(what)).device)
+        dev = inference_device(model, cfg.device)
         topk = AF.StreamingTopK(budget, device=dev)
 
         def _consume(out: InferenceOutputs) -> None:
             idx = torch.from_numpy(np.array(out.indices, dtype=np.int64)).to(dev)
             topk.update(score(out), idx)
 
-        self._stream(model, pool, unlabeled, _consume, rng=rng, **what)
+        with self._mc_seed(model, cfg, rng, request.mc_samples):
+            stream_pass(model, self._dataset(pool), unlabeled, _consume, request, cfg, labels)
         scores, idx = topk.compute()
         if shard is not None:
             idx = shard.merge_topk(scores, idx, budget)
