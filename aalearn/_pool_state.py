@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["STATE_KEYS", "STATE_VERSION", "UNLABELED", "check_state"]
+__all__ = ["STATE_KEYS", "STATE_VERSION", "UNLABELED", "check_state", "check_unlabeled_indices"]
 
 STATE_VERSION = 1
 STATE_KEYS = ("version", "n_items", "labeled_round", "labels", "has_label", "round")
@@ -134,3 +134,41 @@ def _check_state_contents(
         raise ValueError(
             f"Expected state['labels'] to hold {expected} for item {i}, but got {labels[i]}."
         )
+
+
+def check_unlabeled_indices(indices: Any, pool: Any, name: str = "indices") -> np.ndarray:
+    """``indices`` as a 1-D ``int64`` array of unlabeled dataset indices of ``pool``.
+
+    ``None`` gives every unlabeled index (ascending). Non-integer values (floats,
+    bools) are a ``TypeError``; indices outside ``[0, len(pool))`` or already labeled
+    a ``ValueError``: nothing is truncated, wrapped or read from the end.
+    """
+    if indices is None:
+        return pool.unlabeled_indices
+    if isinstance(indices, torch.Tensor):
+        indices = indices.detach().cpu().numpy()
+    arr = np.asarray(indices)
+    if arr.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(
+            f"Expected argument `{name}` to hold integer dataset indices, but got dtype "
+            f"{arr.dtype}."
+        )
+    if arr.ndim != 1:
+        raise ValueError(f"Expected argument `{name}` to be 1-D, but got shape {arr.shape}.")
+    n = len(pool)
+    outside = (arr < 0) | (arr >= n)
+    if outside.any():
+        raise ValueError(
+            f"Expected argument `{name}` to hold dataset indices in [0, {n}), but got "
+            f"{arr[outside][:5].tolist()}."
+        )
+    out = arr.astype(np.int64)
+    labeled = pool.labeled_mask[out]
+    if labeled.any():
+        raise ValueError(
+            f"Expected argument `{name}` to hold unlabeled dataset indices, but got "
+            f"{out[labeled][:5].tolist()}."
+        )
+    return out

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from aalearn import functional as AF
+from aalearn._pool_state import check_unlabeled_indices
 from aalearn._validation import (
     Constraint,
     RandomState,
@@ -32,50 +33,12 @@ from aalearn.pool import ActivePool
 
 from ._params import ParamsMixin
 
-__all__ = ["BaseSampler", "Sampler", "check_unlabeled_indices"]
+__all__ = ["BaseSampler", "Sampler"]
 
 
 def _preserved(model: Any) -> Any:
     """:func:`~aalearn.inference.preserve_mode` for a module; nothing for anything else."""
     return preserve_mode(model) if isinstance(model, nn.Module) else contextlib.nullcontext()
-
-
-def check_unlabeled_indices(indices: Any, pool: ActivePool, name: str = "indices") -> np.ndarray:
-    """``indices`` as a 1-D ``int64`` array of unlabeled dataset indices of ``pool``.
-
-    ``None`` gives every unlabeled index (ascending). Non-integer values (floats,
-    bools) are a ``TypeError``; indices outside ``[0, len(pool))`` or already labeled
-    a ``ValueError``: nothing is truncated, wrapped or read from the end.
-    """
-    if indices is None:
-        return pool.unlabeled_indices
-    if isinstance(indices, torch.Tensor):
-        indices = indices.detach().cpu().numpy()
-    arr = np.asarray(indices)
-    if arr.size == 0:
-        return np.empty(0, dtype=np.int64)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(
-            f"Expected argument `{name}` to hold integer dataset indices, but got dtype "
-            f"{arr.dtype}."
-        )
-    if arr.ndim != 1:
-        raise ValueError(f"Expected argument `{name}` to be 1-D, but got shape {arr.shape}.")
-    n = len(pool)
-    outside = (arr < 0) | (arr >= n)
-    if outside.any():
-        raise ValueError(
-            f"Expected argument `{name}` to hold dataset indices in [0, {n}), but got "
-            f"{arr[outside][:5].tolist()}."
-        )
-    out = arr.astype(np.int64)
-    labeled = pool.labeled_mask[out]
-    if labeled.any():
-        raise ValueError(
-            f"Expected argument `{name}` to hold unlabeled dataset indices, but got "
-            f"{out[labeled][:5].tolist()}."
-        )
-    return out
 
 
 @runtime_checkable
