@@ -130,17 +130,18 @@ class ActivePool:
 
     @property
     def labeled_indices(self) -> np.ndarray:
-        """Dataset indices of labeled items: read-only ``int64`` array, ascending.
+        """Dataset indices of labeled items: a fresh ``int64`` array, ascending.
 
-        Read-only so that nobody can corrupt the pool through it; ``.copy()`` it
-        before ``torch.from_numpy`` (which warns on read-only arrays) or writing.
+        A copy (``O(n_labeled)``), yours to write to or hand to torch:
+        ``train_x[pool.labeled_indices]`` and ``torch.from_numpy`` take it without the
+        warning torch gives for read-only arrays, and writing to it never changes the pool.
         """
-        return self._labeled_idx
+        return self._labeled_idx.copy()
 
     @property
     def unlabeled_indices(self) -> np.ndarray:
-        """Dataset indices of unlabeled items: read-only ``int64`` array, ascending."""
-        return self._unlabeled_idx
+        """Dataset indices of unlabeled items: a fresh ``int64`` array, ascending (a copy)."""
+        return self._unlabeled_idx.copy()
 
     @property
     def labeled_mask(self) -> np.ndarray:

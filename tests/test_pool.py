@@ -52,10 +52,11 @@ def test_label_moves_indices_and_records_round():
     assert pool.round == 2
 
 
-def test_index_arrays_are_read_only():
+def test_index_arrays_are_copies_that_cannot_change_the_pool():
+    # They were read-only views (issue 22 item 6: torch warns on those); now copies.
     pool = make_pool(5)
-    with pytest.raises(ValueError):
-        pool.unlabeled_indices[0] = 3
+    pool.unlabeled_indices[0] = 3
+    assert pool.unlabeled_indices.tolist() == [0, 1, 2, 3, 4]
 
 
 def test_label_accepts_tensor_and_empty():
