@@ -7,10 +7,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 import stat
 import zipfile
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -19,6 +21,8 @@ from aalearn._pool_state import STATE_KEYS
 __all__ = ["read_archive", "write_atomically"]
 
 _TMP_SUFFIX = ".aalearn-tmp"
+#: Random temporary names tried before giving up (each is 48 random bits).
+_TMP_ATTEMPTS = 100
 #: Largest ``.npy`` header :func:`numpy.save` writes for a 1-D array (format 1.0: 64-byte
 #: aligned, usually 128 bytes), with room to spare.
 _NPY_HEADER_BYTES = 4096
@@ -32,15 +36,12 @@ def write_atomically(path: str, arrays: dict[str, Any]) -> None:
             f"Cannot save the pool to {path!r}: the directory {directory!r} does not exist."
         )
     _remove_stale_temporaries(directory, name)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}{_TMP_SUFFIX}")
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        mode: Optional[int] = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
         mode = None
+    fd, tmp = _create_temporary(directory, name)
     try:
-        # O_TRUNC: a temporary this process left (a save interrupted by an
-        # exception that could not clean up) is overwritten, never a second one.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         with os.fdopen(fd, "wb") as fh:
             if mode is not None and hasattr(os, "fchmod"):  # POSIX
                 os.fchmod(fh.fileno(), mode)
@@ -49,23 +50,61 @@ def write_atomically(path: str, arrays: dict[str, Any]) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
     _fsync_directory(directory)
 
 
+def _temporary_prefix(name: str) -> str:
+    """``.<digest of name>.``: short whatever the length of ``name`` (NAME_MAX is 255)."""
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()
+    return f".{digest[:16]}."
+
+
+def _create_temporary(directory: str, name: str) -> tuple[int, str]:
+    """Create ``.<digest>.<pid>.<random>.aalearn-tmp`` in ``directory``, exclusively.
+
+    ``O_EXCL`` (and ``O_NOFOLLOW`` where it exists): the file is new, never an existing
+    file or the target of a link planted at its name; a taken name is retried. Mode
+    ``0o666`` less the umask, as ``open`` gives.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    for extra in ("O_NOFOLLOW", "O_CLOEXEC", "O_BINARY"):
+        flags |= getattr(os, extra, 0)
+    prefix = f"{_temporary_prefix(name)}{os.getpid()}."
+    for _ in range(_TMP_ATTEMPTS):
+        tmp = os.path.join(directory, f"{prefix}{secrets.token_hex(6)}{_TMP_SUFFIX}")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(
+        f"Cannot save the pool next to {name!r}: {_TMP_ATTEMPTS} temporary names in "
+        f"{directory!r} were all taken."
+    )
+
+
 def _remove_stale_temporaries(directory: str, name: str) -> None:
-    """Remove the temporaries of ``name`` whose writing process no longer runs."""
-    prefix = f".{name}."
+    """Remove the temporaries of ``name`` whose writing process no longer runs.
+
+    Both ``.<digest>.<pid>.<random>.aalearn-tmp`` and the ``.<name>.<pid>.aalearn-tmp``
+    of earlier versions.
+    """
+    prefixes = (_temporary_prefix(name), f".{name}.")
     try:
         entries = os.listdir(directory)
     except OSError:
         return
     for entry in entries:
-        if not (entry.startswith(prefix) and entry.endswith(_TMP_SUFFIX)):
+        if not entry.endswith(_TMP_SUFFIX):
             continue
-        pid_text = entry[len(prefix) : -len(_TMP_SUFFIX)]
+        prefix = next((p for p in prefixes if entry.startswith(p)), None)
+        if prefix is None:
+            continue
+        pid_text = entry[len(prefix) : -len(_TMP_SUFFIX)].split(".")[0]
         if not pid_text.isdigit() or _process_exists(int(pid_text)):
             continue
         try:

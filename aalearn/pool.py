@@ -357,14 +357,15 @@ class ActivePool:
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write the state to ``path`` as a NumPy ``.npz`` archive, atomically.
 
-        The archive is written to a temporary file next to ``path``
-        (``.<name>.<pid>.aalearn-tmp``), flushed to disk, renamed over ``path``, and
-        the directory is flushed too: a crash never leaves a half-written file, and
-        once ``save`` returns the new file survives a power loss. A temporary left by a
-        process killed during a save is removed by the next save to the same path, so
-        at most one stray temporary per path exists. The file gets the mode of the
-        file it replaces, or ``0o666`` less the umask for a new file. It holds plain
-        arrays only and loads without executing code.
+        The archive is written to a new temporary file next to ``path``
+        (``.<digest of the name>.<pid>.<random>.aalearn-tmp``, short whatever the length
+        of the name), created exclusively and never through a link planted at its name;
+        it is flushed to disk, renamed over ``path``, and the directory is flushed too:
+        a crash never leaves a half-written file, and once ``save`` returns the new file
+        survives a power loss. A temporary left by a process killed during a save is
+        removed by the next save to the same path. The file gets the mode of the file it
+        replaces, or ``0o666`` less the umask for a new file. It holds plain arrays only
+        and loads without executing code.
         """
         state = self.state_dict()
         arrays = {

@@ -4,11 +4,20 @@ and tensors that are not what they claim to be."""
 
 from __future__ import annotations
 
+import os
 import warnings
 
+import numpy as np
+import pytest
 import torch
 
 from aalearn import ActivePool
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a
+    )
 
 
 def labeled_pool(n: int = 10) -> ActivePool:
@@ -48,3 +57,67 @@ def test_writing_to_the_indices_a_pool_gave_out_leaves_the_pool_intact():
     pool.label([3])  # the pool's own checks still see the true state
     assert pool.labeled_indices.tolist() == [1, 2, 3, 5]
     assert pool.n_labeled == 4 and pool.n_unlabeled == 6
+
+
+# --------------------------------------------- item 12: links and long names in save
+def test_save_never_writes_through_a_link_planted_at_its_temporary(tmp_path, monkeypatch):
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    target = tmp_path / "pool.npz"
+    # the temporary name of earlier versions was predictable: plant a link there ...
+    (tmp_path / f".pool.npz.{os.getpid()}.aalearn-tmp").symlink_to(victim)
+    # ... and, racing the save, at whatever name it is about to create
+    real_open, created = os.open, []
+
+    def racing_open(file, flags, *args, **kwargs):
+        file = os.fspath(file)
+        if flags & os.O_CREAT and os.path.dirname(file) == str(tmp_path):
+            created.append(flags)
+            if not os.path.lexists(file) and len(created) == 1:
+                os.symlink(victim, file)
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", racing_open)
+    pool = labeled_pool()
+    pool.save(target)
+    monkeypatch.undo()
+    assert victim.read_bytes() == b"precious"
+    assert not target.is_symlink() and target.is_file()
+    restored = ActivePool(None, n_items=10)
+    restored.load(target)
+    assert same(restored.state_dict(), pool.state_dict())
+    assert created and all(flags & os.O_EXCL for flags in created)
+    if hasattr(os, "O_NOFOLLOW"):
+        assert all(flags & os.O_NOFOLLOW for flags in created)
+
+
+def test_save_accepts_the_longest_legal_file_names(tmp_path):
+    name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
+    for length in sorted({244, name_max}):
+        target = tmp_path / ("p" * (length - 4) + ".npz")
+        pool = labeled_pool()
+        pool.save(target)
+        pool.label([0])
+        pool.save(target)  # replacing it too
+        restored = ActivePool(None, n_items=10)
+        restored.load(target)
+        assert same(restored.state_dict(), pool.state_dict())
+    assert len(os.listdir(tmp_path)) == len({244, name_max})
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_the_temporary_of_a_save_killed_before_its_rename_is_removed_by_the_next(tmp_path):
+    target = tmp_path / "pool.npz"
+    pool = labeled_pool()
+    pid = os.fork()
+    if pid == 0:  # the child dies between writing its temporary and renaming it
+        try:
+            os.replace = lambda *args: os._exit(0)
+            pool.save(target)
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert len(os.listdir(tmp_path)) == 1 and not target.exists()  # its temporary
+    pool.save(target)
+    assert os.listdir(tmp_path) == ["pool.npz"]
