@@ -110,6 +110,25 @@ class ActivePool:
         for arr in (self._labeled_idx, self._unlabeled_idx):
             arr.flags.writeable = False
 
+    # The index arrays are derived, read-only and shared with dataset views: a copy or an
+    # unpickled pool rebuilds them (NumPy would give writable copies) and never shares
+    # the arrays that label() writes to.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_labeled_idx"], state["_unlabeled_idx"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._refresh()
+
+    def __copy__(self) -> ActivePool:
+        clone = self.__class__.__new__(self.__class__)
+        clone.__dict__.update(self.__dict__)
+        for name in ("_labeled_round", "_labels", "_has_label"):
+            setattr(clone, name, getattr(self, name).copy())
+        return clone
+
     def __len__(self) -> int:
         return self._n
 

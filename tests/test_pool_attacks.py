@@ -4,12 +4,15 @@ and tensors that are not what they claim to be."""
 
 from __future__ import annotations
 
+import copy
 import os
+import pickle
 import warnings
 
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
 from aalearn import ActivePool
 
@@ -121,3 +124,34 @@ def test_the_temporary_of_a_save_killed_before_its_rename_is_removed_by_the_next
     assert len(os.listdir(tmp_path)) == 1 and not target.exists()  # its temporary
     pool.save(target)
     assert os.listdir(tmp_path) == ["pool.npz"]
+
+
+# ------------------------------------------------------- item 13: copies and pickles
+def _copies(pool):
+    return {
+        "deepcopy": copy.deepcopy(pool),
+        "pickle": pickle.loads(pickle.dumps(pool)),
+        "copy": copy.copy(pool),
+    }
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle", "copy"])
+def test_a_copied_pool_cannot_be_corrupted_through_its_views(how):
+    data = TensorDataset(torch.arange(10.0), torch.zeros(10, dtype=torch.long))
+    pool = ActivePool(data)
+    pool.label([1, 2], labels=[4, 0])
+    pool.label([5])
+    before = pool.state_dict()
+    clone = _copies(pool)[how]
+    assert same(clone.state_dict(), before)
+    for view in (clone.labeled_dataset(), clone.unlabeled_dataset()):
+        with pytest.raises(ValueError, match="read-only"):
+            view.indices[0] = 7
+    assert clone.labeled_indices.tolist() == [1, 2, 5]
+    assert clone.unlabeled_indices.tolist() == [0, 3, 4, 6, 7, 8, 9]
+    assert [clone.labeled_dataset()[i][0].item() for i in range(3)] == [1.0, 2.0, 5.0]
+    # the copy is its own pool: labeling it leaves the original as it was
+    clone.label([3], labels=[2])
+    assert clone.labeled_indices.tolist() == [1, 2, 3, 5] and clone.round == 3
+    assert same(pool.state_dict(), before)
+    assert pool.labeled_indices.tolist() == [1, 2, 5]
