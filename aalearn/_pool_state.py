@@ -1,8 +1,9 @@
-"""What a valid :class:`~aalearn.ActivePool` state is, and the checks that hold a loaded one to it.
+"""What a valid :class:`~aalearn.ActivePool` state is, and the checks of what a pool takes in.
 
 A state is what :meth:`ActivePool.state_dict <aalearn.ActivePool.state_dict>` returns:
 six keys (:data:`STATE_KEYS`), three arrays of length ``N`` and three ints. A state from a
-checkpoint or a file is checked here, all of it, before the pool takes any of it.
+checkpoint or a file is checked here, all of it, before the pool takes any of it; so are
+the dataset indices and oracle labels given to :meth:`~aalearn.ActivePool.label`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["STATE_KEYS", "STATE_VERSION", "UNLABELED", "check_state"]
+__all__ = [
+    "STATE_KEYS",
+    "STATE_VERSION",
+    "UNLABELED",
+    "check_indices",
+    "check_labels",
+    "check_state",
+]
 
 STATE_VERSION = 1
 STATE_KEYS = ("version", "n_items", "labeled_round", "labels", "has_label", "round")
@@ -134,3 +142,56 @@ def _check_state_contents(
         raise ValueError(
             f"Expected state['labels'] to hold {expected} for item {i}, but got {labels[i]}."
         )
+
+
+def check_indices(indices: Any, n: int, name: str) -> np.ndarray:
+    """``indices`` (array-like or tensor) as ``int64`` dataset indices in ``[0, n)``."""
+    if isinstance(indices, torch.Tensor):
+        indices = indices.detach().cpu().numpy()
+    arr = np.asarray(indices)
+    if arr.ndim == 0:
+        raise ValueError(
+            f"Expected argument `{name}` to be a 1-D sequence of dataset indices, but got "
+            f"a scalar {arr!r}; wrap it in a list."
+        )
+    if arr.ndim != 1:
+        raise ValueError(
+            f"Expected argument `{name}` to be a 1-D sequence of dataset indices, but got "
+            f"shape {arr.shape}."
+        )
+    if arr.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(
+            f"Expected argument `{name}` to hold integer dataset indices, but got dtype "
+            f"{arr.dtype}."
+        )
+    # Range first, in the input's own dtype: a uint64 above 2**63 would wrap to a
+    # negative int64 and be reported as such.
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi >= n:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"Expected argument `{name}` to hold indices in [0, {n}), but got {bad}.")
+    return arr.astype(np.int64, copy=False)
+
+
+def check_labels(labels: Any, count: int) -> np.ndarray:
+    """``labels`` (array-like or tensor) as ``count`` non-negative ``int64`` class labels."""
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    lab = np.asarray(labels)
+    if lab.ndim != 1 or lab.shape[0] != count:
+        raise ValueError(
+            "Expected argument `labels` to be 1-D with one label per index "
+            f"({count}), but got shape {lab.shape}."
+        )
+    if lab.size and (lab.dtype == bool or not np.issubdtype(lab.dtype, np.integer)):
+        raise TypeError(
+            f"Expected argument `labels` to hold integer class labels, but got dtype {lab.dtype}."
+        )
+    lab = lab.astype(np.int64, copy=False)
+    if lab.size and int(lab.min()) < 0:
+        raise ValueError(
+            f"Expected argument `labels` to be non-negative, but got {int(lab.min())}."
+        )
+    return lab

@@ -17,7 +17,13 @@ import torch
 from torch.utils.data import Dataset
 
 from aalearn._persistence import read_archive, write_atomically
-from aalearn._pool_state import STATE_VERSION, UNLABELED, check_state
+from aalearn._pool_state import (
+    STATE_VERSION,
+    UNLABELED,
+    check_indices,
+    check_labels,
+    check_state,
+)
 from aalearn._validation import RandomState, check_int, check_random_state
 from aalearn.pool_subset import DEFAULT_LABEL_KEYS, PoolSubset
 
@@ -186,7 +192,7 @@ class ActivePool:
         Labels are known only for items labeled with ``label(..., labels=...)``;
         items labeled without labels keep the dataset's own targets.
         """
-        idx = self._labeled_idx if indices is None else self._check_indices(indices, "indices")
+        idx = self._labeled_idx if indices is None else check_indices(indices, self._n, "indices")
         return self._labels[idx].copy()
 
     def labeled_dataset(self) -> PoolSubset:
@@ -204,37 +210,6 @@ class ActivePool:
         return PoolSubset(self.dataset, idx, self._labels[idx], has, label_key=self.label_key)
 
     # ------------------------------------------------------------ operations
-    def _check_indices(self, indices: IndexLike, name: str) -> np.ndarray:
-        if isinstance(indices, torch.Tensor):
-            indices = indices.detach().cpu().numpy()
-        arr = np.asarray(indices)
-        if arr.ndim == 0:
-            raise ValueError(
-                f"Expected argument `{name}` to be a 1-D sequence of dataset indices, but got "
-                f"a scalar {arr!r}; wrap it in a list."
-            )
-        if arr.ndim != 1:
-            raise ValueError(
-                f"Expected argument `{name}` to be a 1-D sequence of dataset indices, but got "
-                f"shape {arr.shape}."
-            )
-        if arr.size == 0:
-            return np.empty(0, dtype=np.int64)
-        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(
-                f"Expected argument `{name}` to hold integer dataset indices, but got dtype "
-                f"{arr.dtype}."
-            )
-        # Range first, in the input's own dtype: a uint64 above 2**63 would wrap to a
-        # negative int64 and be reported as such.
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo < 0 or hi >= self._n:
-            bad = lo if lo < 0 else hi
-            raise ValueError(
-                f"Expected argument `{name}` to hold indices in [0, {self._n}), but got {bad}."
-            )
-        return arr.astype(np.int64, copy=False)
-
     def label(self, indices: IndexLike, labels: Optional[IndexLike] = None) -> None:
         """Move ``indices`` from the unlabeled to the labeled pool.
 
@@ -252,27 +227,8 @@ class ActivePool:
             On an index out of range, repeated, or already labeled, or when
             ``labels`` does not match ``indices``. Nothing changes when it raises.
         """
-        idx = self._check_indices(indices, "indices")
-        lab: Optional[np.ndarray] = None
-        if labels is not None:
-            if isinstance(labels, torch.Tensor):
-                labels = labels.detach().cpu().numpy()
-            lab = np.asarray(labels)
-            if lab.ndim != 1 or lab.shape[0] != idx.shape[0]:
-                raise ValueError(
-                    "Expected argument `labels` to be 1-D with one label per index "
-                    f"({idx.shape[0]}), but got shape {lab.shape}."
-                )
-            if lab.size and (lab.dtype == bool or not np.issubdtype(lab.dtype, np.integer)):
-                raise TypeError(
-                    f"Expected argument `labels` to hold integer class labels, but got dtype "
-                    f"{lab.dtype}."
-                )
-            lab = lab.astype(np.int64, copy=False)
-            if lab.size and int(lab.min()) < 0:
-                raise ValueError(
-                    f"Expected argument `labels` to be non-negative, but got {int(lab.min())}."
-                )
+        idx = check_indices(indices, self._n, "indices")
+        lab = None if labels is None else check_labels(labels, idx.shape[0])
         if idx.size == 0:
             return
         uniq = np.unique(idx)
