@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "MAX_ROUND",
     "STATE_KEYS",
     "STATE_VERSION",
     "UNLABELED",
@@ -27,6 +28,9 @@ STATE_VERSION = 1
 STATE_KEYS = ("version", "n_items", "labeled_round", "labels", "has_label", "round")
 #: ``labeled_round`` of an item not labeled yet.
 UNLABELED = -1
+#: The largest round: rounds are stored as int64, and a pool at this round labels no more
+#: (the next round would not fit, and its file would not load).
+MAX_ROUND = int(np.iinfo(np.int64).max)
 
 
 def check_state(state: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -103,6 +107,13 @@ def _state_array(state: dict[str, Any], key: str, n: int, *, integer: bool) -> n
         )
     if value.shape != (n,):
         raise ValueError(f"Expected state['{key}'] to have shape ({n},), but got {value.shape}.")
+    if integer and value.size and int(value.max()) > MAX_ROUND:
+        # Checked in the stored dtype: a uint64 2**64-1 would wrap to -1 ("unlabeled").
+        i = int(np.argmax(value))
+        raise ValueError(
+            f"Expected state['{key}'] to hold int64 values (at most {MAX_ROUND}), but item "
+            f"{i} has {value[i]}."
+        )
     return value.astype(np.int64 if integer else bool, copy=True)
 
 
@@ -116,6 +127,8 @@ def _check_state_contents(
     """Raise ``ValueError`` unless the arrays form a state :meth:`ActivePool.label` can reach."""
     if rnd < 0:
         raise ValueError(f"Expected state['round'] to be >= 0, but got {rnd}.")
+    if rnd > MAX_ROUND:
+        raise ValueError(f"Expected state['round'] to be at most {MAX_ROUND}, but got {rnd}.")
     below = rounds < UNLABELED
     if below.any():
         i = _first(below)
@@ -189,9 +202,13 @@ def check_labels(labels: Any, count: int) -> np.ndarray:
         raise TypeError(
             f"Expected argument `labels` to hold integer class labels, but got dtype {lab.dtype}."
         )
-    lab = lab.astype(np.int64, copy=False)
-    if lab.size and int(lab.min()) < 0:
+    # Range first, in the input's own dtype (a uint64 2**64-1 would wrap to -1).
+    lo, hi = (int(lab.min()), int(lab.max())) if lab.size else (0, 0)
+    if lo < 0:
+        raise ValueError(f"Expected argument `labels` to be non-negative, but got {lo}.")
+    if hi > MAX_ROUND:
         raise ValueError(
-            f"Expected argument `labels` to be non-negative, but got {int(lab.min())}."
+            f"Expected argument `labels` to hold int64 class labels (at most {MAX_ROUND}), "
+            f"but got {hi}."
         )
-    return lab
+    return lab.astype(np.int64, copy=False)

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from aalearn._persistence import read_archive, write_atomically
 from aalearn._pool_state import (
+    MAX_ROUND,
     STATE_VERSION,
     UNLABELED,
     check_indices,
@@ -231,6 +232,11 @@ class ActivePool:
         lab = None if labels is None else check_labels(labels, idx.shape[0])
         if idx.size == 0:
             return
+        if self._round >= MAX_ROUND:
+            raise ValueError(
+                f"This pool is at round {self._round}, the largest a pool state can hold; "
+                "it cannot label more."
+            )
         uniq = np.unique(idx)
         if uniq.size != idx.size:
             counts = np.bincount(np.searchsorted(uniq, idx))
@@ -319,8 +325,10 @@ class ActivePool:
         0-d arrays/tensors, of any integer dtype (``has_label``: bool). A float, a bool
         where an int is expected, or a wrong shape is a :class:`TypeError` /
         :class:`ValueError`, and so is a state the pool could never reach: a round
-        below -1 or not below ``round``, ``has_label`` on an unlabeled item, a label
-        other than ``-1`` without ``has_label`` or a negative one with it.
+        below -1 or not below ``round``, a value beyond int64 (checked in the stored
+        dtype, so a uint64 ``2**64 - 1`` is reported as such, never as -1),
+        ``has_label`` on an unlabeled item, a label other than ``-1`` without
+        ``has_label`` or a negative one with it.
         """
         rounds, labels, has, rnd = check_state(state, self._n)
         self._labeled_round = rounds

@@ -155,3 +155,81 @@ def test_a_copied_pool_cannot_be_corrupted_through_its_views(how):
     assert clone.labeled_indices.tolist() == [1, 2, 3, 5] and clone.round == 3
     assert same(pool.state_dict(), before)
     assert pool.labeled_indices.tolist() == [1, 2, 5]
+
+
+# ------------------------------------------------------ item 14: rounds out of range
+def state_of(pool: ActivePool) -> dict:
+    return {k: np.asarray(v) if np.ndim(v) else v for k, v in pool.state_dict().items()}
+
+
+U64_MAX = 2**64 - 1
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("round", 2**70, str(2**70)),
+        ("round", U64_MAX, str(U64_MAX)),
+        ("round", np.uint64(U64_MAX), str(U64_MAX)),
+        ("round", np.array(U64_MAX, dtype=np.uint64), str(U64_MAX)),
+        ("round", 2**63, str(2**63)),
+        # a uint64 round of an item that would wrap to -1 (unlabeled) in int64
+        ("labeled_round", None, str(U64_MAX)),
+    ],
+)
+def test_rounds_beyond_int64_are_refused_as_stored(key, value, shown):
+    state = state_of(labeled_pool())
+    if key == "labeled_round":
+        value = state["labeled_round"].astype(np.uint64)
+        value[5] = U64_MAX  # item 5 is labeled in round 1; as int64 this would be -1
+    state[key] = value
+    pool = ActivePool(None, n_items=10)
+    pool.label([7])
+    before = pool.state_dict()
+    with pytest.raises(ValueError, match=rf"state\['{key}'\].*{shown}") as info:
+        pool.load_state_dict(state)
+    assert "-1." not in str(info.value)
+    assert same(pool.state_dict(), before)
+
+
+def test_labels_beyond_int64_are_refused_as_stored():
+    full = ActivePool(None, n_items=10)
+    full.label(range(10), labels=[3] * 10)  # every label known: a uint64 array can hold them
+    state = state_of(full)
+    state["labels"] = state["labels"].astype(np.uint64)
+    state["labels"][1] = U64_MAX  # as int64 it would read -1
+    pool = ActivePool(None, n_items=10)
+    with pytest.raises(ValueError, match=rf"state\['labels'\].*item 1 has {U64_MAX}\."):
+        pool.load_state_dict(state)
+    with pytest.raises(ValueError, match=rf"`labels`.*{U64_MAX}"):
+        pool.label([0], labels=np.array([U64_MAX], dtype=np.uint64))
+    assert pool.n_labeled == 0 and pool.round == 0
+
+
+def test_a_file_with_a_uint64_round_is_refused_as_stored(tmp_path):
+    state = state_of(labeled_pool())
+    state["round"] = np.uint64(U64_MAX)
+    np.savez(tmp_path / "p.npz", **{k: np.asarray(v) for k, v in state.items()})
+    pool = ActivePool(None, n_items=10)
+    with pytest.raises(ValueError, match=rf"p.npz.*state\['round'\].*{U64_MAX}"):
+        pool.load(tmp_path / "p.npz")
+    assert pool.round == 0
+
+
+def test_the_last_round_loads_saves_and_refuses_to_overflow(tmp_path):
+    last = np.iinfo(np.int64).max
+    state = state_of(labeled_pool())
+    state["round"] = last
+    state["labeled_round"][5] = last - 1
+    pool = ActivePool(None, n_items=10)
+    pool.load_state_dict(state)
+    assert pool.round == last and pool.labeled_round[5] == last - 1
+    before = pool.state_dict()
+    with pytest.raises(ValueError, match=rf"round.*{last}"):
+        pool.label([0])
+    assert same(pool.state_dict(), before)
+    pool.label([])  # an empty call is not a round, and is fine
+    pool.save(tmp_path / "p.npz")
+    restored = ActivePool(None, n_items=10)
+    restored.load(tmp_path / "p.npz")
+    assert same(restored.state_dict(), before)
