@@ -75,7 +75,12 @@ def _state_int(state: dict[str, Any], key: str) -> int:
     """``state[key]`` as an int: a Python/NumPy int or a 0-d integer array or tensor."""
     value = state[key]
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
+        if value.dim() != 0:  # checked before anything is copied off the device
+            raise TypeError(
+                f"Expected state['{key}'] to be an integer, but got a tensor of shape "
+                f"{tuple(value.shape)}."
+            )
+        value = _tensor_to_numpy(value, key)
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
@@ -85,11 +90,36 @@ def _state_int(state: dict[str, Any], key: str) -> int:
     return int(value)
 
 
+def _tensor_to_numpy(value: torch.Tensor, key: str) -> np.ndarray:
+    """``value`` as a NumPy array on the CPU, or ``TypeError`` naming ``key``."""
+    if value.layout != torch.strided:
+        raise TypeError(
+            f"Expected state['{key}'] to be a dense tensor, but got layout {value.layout}; "
+            "call .to_dense() first."
+        )
+    if value.is_meta:
+        raise TypeError(
+            f"Expected state['{key}'] to be a tensor with data, but got a meta tensor "
+            "(shape and dtype only)."
+        )
+    try:
+        return value.detach().cpu().numpy()
+    except (TypeError, RuntimeError) as err:  # bfloat16, float8, quantized, conj bit, ...
+        raise TypeError(
+            f"Expected state['{key}'] to have an integer or bool dtype, but got a tensor of "
+            f"dtype {value.dtype} ({err})."
+        ) from err
+
+
 def _state_array(state: dict[str, Any], key: str, n: int, *, integer: bool) -> np.ndarray:
     """``state[key]`` as a fresh int64 (``integer``) or bool array of shape ``(n,)``."""
     value = state[key]
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
+        if tuple(value.shape) != (n,):  # checked before anything is copied off the device
+            raise ValueError(
+                f"Expected state['{key}'] to have shape ({n},), but got {tuple(value.shape)}."
+            )
+        value = _tensor_to_numpy(value, key)
     if not isinstance(value, np.ndarray):
         raise TypeError(
             f"Expected state['{key}'] to be a NumPy array or a torch tensor, but got "

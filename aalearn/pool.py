@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
@@ -359,24 +360,29 @@ class ActivePool:
     def load(self, path: Union[str, os.PathLike]) -> None:
         """Restore the state written by :meth:`save`; nothing changes if it raises.
 
-        The archive's directory is checked first: exactly the state's members, none
-        larger than a state of this pool's size can be; only then is each member read
-        (``allow_pickle=False``) and the state checked by :meth:`load_state_dict`.
+        Everything is checked before it is read: ``path`` must be a regular file (a
+        directory, device or FIFO is refused unread) no larger than an archive of this
+        pool can be; the archive's directory must hold exactly the state's members,
+        stored or deflated, unencrypted, none larger than a state of this pool's size;
+        each member's ``.npy`` header must declare at most that many plain elements.
+        Only then is each member read (no pickle) and the state checked by
+        :meth:`load_state_dict`. Nothing beyond what a valid file needs is allocated.
 
         Raises
         ------
         FileNotFoundError
             If ``path`` does not exist.
         ValueError
-            If ``path`` is not a pool archive (empty, truncated, a ``.npy``, another
-            archive) or holds a state that does not fit this pool; the message names
-            the file.
+            If ``path`` is not a pool archive (not a regular file, empty, truncated, a
+            ``.npy``, another archive, a member declaring a larger shape than the pool
+            has) or holds a state that does not fit this pool; the message names the
+            file and what was wrong.
         """
         path = os.fspath(path)
         try:
             state = read_archive(path, self._n)
             self.load_state_dict(state)
-        except (TypeError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        except (TypeError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as err:
             raise ValueError(f"Cannot load the pool state from {path!r}: {err}") from err
 
     def __repr__(self) -> str:

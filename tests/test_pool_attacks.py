@@ -5,9 +5,15 @@ and tensors that are not what they claim to be."""
 from __future__ import annotations
 
 import copy
+import io
 import os
 import pickle
+import subprocess
+import sys
+import tracemalloc
 import warnings
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +21,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from aalearn import ActivePool
+
+ROOT = str(Path(__file__).resolve().parents[1])
 
 
 def same(a: dict, b: dict) -> bool:
@@ -233,3 +241,168 @@ def test_the_last_round_loads_saves_and_refuses_to_overflow(tmp_path):
     restored = ActivePool(None, n_items=10)
     restored.load(tmp_path / "p.npz")
     assert same(restored.state_dict(), before)
+
+
+# ------------------------------------- item 15: files and tensors that are not states
+_NOT_REGULAR_SCRIPT = """
+import os, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))  # a runaway read dies here
+from aalearn import ActivePool
+for path in sys.argv[1:]:
+    pool = ActivePool(None, n_items=10)
+    pool.label([7])
+    try:
+        pool.load(path)
+        print(path, "loaded")
+    except ValueError as err:
+        ok = path in str(err) and "not a regular file" in str(err) and pool.n_labeled == 1
+        print(path, "ValueError", ok)
+    except BaseException as err:
+        print(path, type(err).__name__)
+    sys.stdout.flush()
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"), reason="POSIX")
+def test_load_refuses_directories_devices_and_fifos_without_reading_them(tmp_path):
+    fifo = tmp_path / "pool.fifo"
+    os.mkfifo(fifo)
+    paths = [str(tmp_path), "/dev/zero", str(fifo)]
+    # in a child with a memory limit and a timeout: a load that reads /dev/zero without end
+    # or blocks on the FIFO must not take the test machine with it
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _NOT_REGULAR_SCRIPT, *paths],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT},
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as err:
+        pytest.fail(f"load blocked or read without end: {err.stdout!r}")
+    assert out.stdout.splitlines() == [f"{p} ValueError True" for p in paths], out.stderr
+
+
+def _members(state: dict) -> dict[str, bytes]:
+    return {f"{k}.npy": _npy(np.asarray(v)) for k, v in state.items()}
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def _npy_declaring(shape: tuple, descr: str, data: bytes) -> bytes:
+    """A ``.npy`` member whose header declares ``shape`` and ``descr``, followed by ``data``."""
+    buf = io.BytesIO()
+    header = {"descr": descr, "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue() + data
+
+
+def _write_zip(path, members: dict[str, bytes], compression=zipfile.ZIP_STORED) -> None:
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, payload in members.items():
+            zf.writestr(name, payload)
+
+
+@pytest.mark.parametrize(
+    ("shape", "descr"),
+    [
+        ((10**15,), "<i8"),  # MemoryError before: NumPy allocates the declared shape first
+        ((10**8,), "<i8"),  # 800 MB allocated before the read found the data missing
+        ((10,), "<U100000"),  # 4 MB of a dtype no state has
+        ((-3,), "<i8"),
+        ((2, 5), "<i8"),
+        ((10,), "|O"),  # objects: would need pickle
+    ],
+)
+def test_load_checks_the_declared_shape_before_allocating(tmp_path, shape, descr):
+    members = _members(state_of(labeled_pool()))
+    members["labels.npy"] = _npy_declaring(shape, descr, bytes(80))
+    _write_zip(tmp_path / "p.npz", members)
+    pool = ActivePool(None, n_items=10)
+    pool.label([7])
+    before = pool.state_dict()
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"p.npz.*labels.npy"):
+            pool.load(tmp_path / "p.npz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak  # a valid file of this pool needs a few KiB
+    assert same(pool.state_dict(), before)
+
+
+def _patch_member_headers(path, name: str, *, method=None, flag=None) -> None:
+    """Set the compression method or a flag bit of ``name`` in its local and central headers."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        local = zf.getinfo(name).header_offset
+    central = data.index(b"PK\x01\x02")
+    while data[central + 46 : central + 46 + len(name)] != name.encode():
+        central = data.index(b"PK\x01\x02", central + 4)
+    for offset, method_at, flag_at in ((local, 8, 6), (central, 10, 8)):
+        if method is not None:
+            data[offset + method_at : offset + method_at + 2] = method.to_bytes(2, "little")
+        if flag is not None:
+            old = int.from_bytes(data[offset + flag_at : offset + flag_at + 2], "little")
+            data[offset + flag_at : offset + flag_at + 2] = (old | flag).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("patch", "match"),
+    [
+        ({"method": 77}, r"p.npz.*labels.npy.*compression method 77"),
+        ({"method": zipfile.ZIP_BZIP2}, r"p.npz.*labels.npy.*compression method 12"),
+        ({"flag": 0x1}, r"p.npz.*labels.npy.*encrypted"),
+    ],
+)
+def test_load_refuses_unknown_compression_and_encryption_before_reading(tmp_path, patch, match):
+    path = tmp_path / "p.npz"
+    _write_zip(path, _members(state_of(labeled_pool())))
+    _patch_member_headers(path, "labels.npy", **patch)
+    pool = ActivePool(None, n_items=10)
+    pool.label([7])
+    before = pool.state_dict()
+    with pytest.raises(ValueError, match=match):
+        pool.load(path)
+    assert same(pool.state_dict(), before)
+
+
+def test_load_refuses_a_file_larger_than_a_pool_archive_can_be(tmp_path):
+    path = tmp_path / "p.npz"
+    labeled_pool().save(path)
+    with open(path, "ab") as fh:  # a huge central directory would be parsed in full
+        fh.truncate(1 << 30)  # sparse: no disk used
+    pool = ActivePool(None, n_items=10)
+    with pytest.raises(ValueError, match=r"p.npz.*1073741824 bytes"):
+        pool.load(path)
+
+
+def _meta(t: torch.Tensor) -> torch.Tensor:
+    return torch.empty(t.shape, dtype=t.dtype, device="meta")
+
+
+@pytest.mark.parametrize(
+    ("key", "convert"),
+    [
+        ("labels", _meta),
+        ("labeled_round", _meta),
+        ("round", lambda t: torch.empty((), dtype=torch.int64, device="meta")),
+        ("labels", lambda t: t.to_sparse()),
+        ("has_label", lambda t: t.to_sparse()),
+        ("labels", lambda t: t.to(torch.bfloat16)),
+        ("round", lambda t: torch.tensor(2).to_sparse()),
+    ],
+)
+def test_load_state_dict_names_tensors_that_hold_no_plain_data(key, convert):
+    state = labeled_pool().state_dict()
+    value = state[key]
+    state[key] = convert(value if isinstance(value, torch.Tensor) else torch.tensor(value))
+    pool = ActivePool(None, n_items=10)
+    pool.label([7])
+    before = pool.state_dict()
+    with pytest.raises((TypeError, ValueError), match=rf"state\['{key}'\]"):
+        pool.load_state_dict(state)
+    assert same(pool.state_dict(), before)
