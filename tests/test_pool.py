@@ -298,3 +298,15 @@ def test_invariants_under_random_operations(n, ops):
         np.testing.assert_array_equal(np.union1d(lab, unl), np.arange(n))
         assert np.intersect1d(lab, unl).size == 0
         assert ((pool.labeled_round >= 0) == pool.labeled_mask).all()
+
+
+def test_every_public_name_of_the_pool_module_is_still_importable_from_it():
+    # issue 19 part 4 split the view and the persistence out of aalearn.pool
+    import aalearn.pool as pool_module
+    from aalearn import pool_subset
+
+    assert pool_module.PoolSubset is pool_subset.PoolSubset
+    assert pool_module.DEFAULT_LABEL_KEYS == ("label", "labels")
+    assert {"ActivePool", "PoolSubset", "DEFAULT_LABEL_KEYS", "IndexLike"} <= set(
+        pool_module.__all__
+    )
