@@ -7,10 +7,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
+import secrets
 import stat
 import zipfile
-from typing import Any
+from typing import IO, Any, BinaryIO, Optional
 
 import numpy as np
 
@@ -19,9 +22,16 @@ from aalearn._pool_state import STATE_KEYS
 __all__ = ["read_archive", "write_atomically"]
 
 _TMP_SUFFIX = ".aalearn-tmp"
+#: Random temporary names tried before giving up (each is 48 random bits).
+_TMP_ATTEMPTS = 100
 #: Largest ``.npy`` header :func:`numpy.save` writes for a 1-D array (format 1.0: 64-byte
 #: aligned, usually 128 bytes), with room to spare.
 _NPY_HEADER_BYTES = 4096
+#: Room for the zip headers of six members (about 150 bytes each, zip64 included), the end
+#: records and the longest archive comment (65,535 bytes).
+_ZIP_OVERHEAD_BYTES = 1 << 17
+#: General-purpose flag bit 0 of a zip member: encrypted.
+_ZIP_ENCRYPTED = 0x1
 
 
 def write_atomically(path: str, arrays: dict[str, Any]) -> None:
@@ -32,15 +42,12 @@ def write_atomically(path: str, arrays: dict[str, Any]) -> None:
             f"Cannot save the pool to {path!r}: the directory {directory!r} does not exist."
         )
     _remove_stale_temporaries(directory, name)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}{_TMP_SUFFIX}")
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        mode: Optional[int] = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
         mode = None
+    fd, tmp = _create_temporary(directory, name)
     try:
-        # O_TRUNC: a temporary this process left (a save interrupted by an
-        # exception that could not clean up) is overwritten, never a second one.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         with os.fdopen(fd, "wb") as fh:
             if mode is not None and hasattr(os, "fchmod"):  # POSIX
                 os.fchmod(fh.fileno(), mode)
@@ -49,23 +56,61 @@ def write_atomically(path: str, arrays: dict[str, Any]) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
     _fsync_directory(directory)
 
 
+def _temporary_prefix(name: str) -> str:
+    """``.<digest of name>.``: short whatever the length of ``name`` (NAME_MAX is 255)."""
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()
+    return f".{digest[:16]}."
+
+
+def _create_temporary(directory: str, name: str) -> tuple[int, str]:
+    """Create ``.<digest>.<pid>.<random>.aalearn-tmp`` in ``directory``, exclusively.
+
+    ``O_EXCL`` (and ``O_NOFOLLOW`` where it exists): the file is new, never an existing
+    file or the target of a link planted at its name; a taken name is retried. Mode
+    ``0o666`` less the umask, as ``open`` gives.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    for extra in ("O_NOFOLLOW", "O_CLOEXEC", "O_BINARY"):
+        flags |= getattr(os, extra, 0)
+    prefix = f"{_temporary_prefix(name)}{os.getpid()}."
+    for _ in range(_TMP_ATTEMPTS):
+        tmp = os.path.join(directory, f"{prefix}{secrets.token_hex(6)}{_TMP_SUFFIX}")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(
+        f"Cannot save the pool next to {name!r}: {_TMP_ATTEMPTS} temporary names in "
+        f"{directory!r} were all taken."
+    )
+
+
 def _remove_stale_temporaries(directory: str, name: str) -> None:
-    """Remove the temporaries of ``name`` whose writing process no longer runs."""
-    prefix = f".{name}."
+    """Remove the temporaries of ``name`` whose writing process no longer runs.
+
+    Both ``.<digest>.<pid>.<random>.aalearn-tmp`` and the ``.<name>.<pid>.aalearn-tmp``
+    of earlier versions.
+    """
+    prefixes = (_temporary_prefix(name), f".{name}.")
     try:
         entries = os.listdir(directory)
     except OSError:
         return
     for entry in entries:
-        if not (entry.startswith(prefix) and entry.endswith(_TMP_SUFFIX)):
+        if not entry.endswith(_TMP_SUFFIX):
             continue
-        pid_text = entry[len(prefix) : -len(_TMP_SUFFIX)]
+        prefix = next((p for p in prefixes if entry.startswith(p)), None)
+        if prefix is None:
+            continue
+        pid_text = entry[len(prefix) : -len(_TMP_SUFFIX)].split(".")[0]
         if not pid_text.isdigit() or _process_exists(int(pid_text)):
             continue
         try:
@@ -102,8 +147,25 @@ def _fsync_directory(directory: str) -> None:
 
 
 def read_archive(path: str, n_items: int) -> dict[str, Any]:
-    """The members of a pool archive, after checking its directory (names, sizes)."""
-    with open(path, "rb") as fh:
+    """The members of a pool archive of ``n_items`` items, each checked before it is read.
+
+    In order, each before anything larger is read or allocated: ``path`` is a regular
+    file (not a directory, device or FIFO, which are never read) no larger than such an
+    archive can be; its zip directory holds exactly the state's members, each stored or
+    deflated, unencrypted and no larger than a state of ``n_items`` items needs; each
+    member's ``.npy`` header declares at most that many plain (not object) elements;
+    then exactly the declared bytes are read.
+    """
+    rows = {k: n_items if k in ("labeled_round", "labels", "has_label") else 1 for k in STATE_KEYS}
+    limits = {k: _NPY_HEADER_BYTES + 8 * r for k, r in rows.items()}
+    with _open_regular_file(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        most = sum(limits.values()) * 2 + _ZIP_OVERHEAD_BYTES  # x2: deflate's worst case
+        if size > most:
+            raise ValueError(
+                f"not a pool archive: the file holds {size} bytes, more than an archive of "
+                f"{n_items} items can ({most})."
+            )
         if not zipfile.is_zipfile(fh):
             raise ValueError("not a pool archive written by ActivePool.save (not a zip file).")
         fh.seek(0)
@@ -117,17 +179,76 @@ def read_archive(path: str, n_items: int) -> dict[str, Any]:
             if missing:
                 raise ValueError(f"not a pool archive: member(s) {missing} are missing.")
             for key in STATE_KEYS:
-                info = infos[f"{key}.npy"]
-                rows = n_items if key in ("labeled_round", "labels", "has_label") else 1
-                limit = _NPY_HEADER_BYTES + 8 * rows
-                if info.file_size > limit:
-                    raise ValueError(
-                        f"corrupt pool archive: member {info.filename!r} holds "
-                        f"{info.file_size} bytes, larger than a state of {n_items} items "
-                        f"can be ({limit})."
-                    )
+                _check_member(infos[f"{key}.npy"], limits[key], n_items)
             state: dict[str, Any] = {}
             for key in STATE_KEYS:
                 with zf.open(infos[f"{key}.npy"]) as member:
-                    state[key] = np.lib.format.read_array(member, allow_pickle=False)
+                    state[key] = _read_npy(member, f"{key}.npy", rows[key], n_items)
     return state
+
+
+def _open_regular_file(path: str) -> BinaryIO:
+    """``path`` opened for reading, if it is a regular file; never blocks on a FIFO."""
+    flags = os.O_RDONLY
+    for extra in ("O_NONBLOCK", "O_CLOEXEC", "O_BINARY"):
+        flags |= getattr(os, extra, 0)
+    try:
+        fd = os.open(path, flags)
+    except IsADirectoryError:
+        raise ValueError("not a regular file (a directory).") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+            raise ValueError(f"not a regular file ({kind}); a pool archive is one.")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_member(info: zipfile.ZipInfo, limit: int, n_items: int) -> None:
+    """Refuse a member that is larger than ``limit``, encrypted or compressed unusually."""
+    if info.file_size > limit:
+        raise ValueError(
+            f"corrupt pool archive: member {info.filename!r} holds {info.file_size} bytes, "
+            f"larger than a state of {n_items} items can be ({limit})."
+        )
+    if info.flag_bits & _ZIP_ENCRYPTED:
+        raise ValueError(f"member {info.filename!r} is encrypted; a pool archive never is.")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ValueError(
+            f"member {info.filename!r} uses compression method {info.compress_type}; a pool "
+            f"archive is stored ({zipfile.ZIP_STORED}) or deflated ({zipfile.ZIP_DEFLATED})."
+        )
+
+
+def _read_npy(member: IO[bytes], name: str, rows: int, n_items: int) -> np.ndarray:
+    """The array in ``member``, its header checked before its data is read (no pickle)."""
+    fmt = np.lib.format
+    version = fmt.read_magic(member)
+    if version == (1, 0):
+        shape, _, dtype = fmt.read_array_header_1_0(member, max_header_size=_NPY_HEADER_BYTES)
+    elif version == (2, 0):
+        shape, _, dtype = fmt.read_array_header_2_0(member, max_header_size=_NPY_HEADER_BYTES)
+    else:
+        raise ValueError(f"member {name!r} is a .npy of format {version}, not 1.0 or 2.0.")
+    count = math.prod(shape)
+    nbytes = count * dtype.itemsize
+    if dtype.hasobject or len(shape) > 1 or min(shape, default=0) < 0:
+        raise ValueError(
+            f"member {name!r} declares shape {shape} of dtype {dtype}; a pool state holds "
+            "plain 0-d and 1-d arrays."
+        )
+    if count > rows or nbytes > 8 * rows:
+        raise ValueError(
+            f"corrupt pool archive: member {name!r} declares shape {shape} of dtype {dtype} "
+            f"({nbytes} bytes), more than a state of {n_items} items holds ({8 * rows})."
+        )
+    data = member.read(nbytes)
+    if len(data) != nbytes:
+        raise ValueError(
+            f"corrupt pool archive: member {name!r} holds {len(data)} bytes of data, but its "
+            f"header declares {nbytes}."
+        )
+    return np.frombuffer(data, dtype=dtype, count=count).reshape(shape)

@@ -1,8 +1,9 @@
-"""What a valid :class:`~aalearn.ActivePool` state is, and the checks that hold a loaded one to it.
+"""What a valid :class:`~aalearn.ActivePool` state is, and the checks of what a pool takes in.
 
 A state is what :meth:`ActivePool.state_dict <aalearn.ActivePool.state_dict>` returns:
 six keys (:data:`STATE_KEYS`), three arrays of length ``N`` and three ints. A state from a
-checkpoint or a file is checked here, all of it, before the pool takes any of it.
+checkpoint or a file is checked here, all of it, before the pool takes any of it; so are
+the dataset indices and oracle labels given to :meth:`~aalearn.ActivePool.label`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,24 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["STATE_KEYS", "STATE_VERSION", "UNLABELED", "check_state", "check_unlabeled_indices"]
+__all__ = [
+    "MAX_ROUND",
+    "STATE_KEYS",
+    "STATE_VERSION",
+    "UNLABELED",
+    "check_indices",
+    "check_labels",
+    "check_state",
+    "check_unlabeled_indices",
+]
 
 STATE_VERSION = 1
 STATE_KEYS = ("version", "n_items", "labeled_round", "labels", "has_label", "round")
 #: ``labeled_round`` of an item not labeled yet.
 UNLABELED = -1
+#: The largest round: rounds are stored as int64, and a pool at this round labels no more
+#: (the next round would not fit, and its file would not load).
+MAX_ROUND = int(np.iinfo(np.int64).max)
 
 
 def check_state(state: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -63,7 +76,12 @@ def _state_int(state: dict[str, Any], key: str) -> int:
     """``state[key]`` as an int: a Python/NumPy int or a 0-d integer array or tensor."""
     value = state[key]
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
+        if value.dim() != 0:  # checked before anything is copied off the device
+            raise TypeError(
+                f"Expected state['{key}'] to be an integer, but got a tensor of shape "
+                f"{tuple(value.shape)}."
+            )
+        value = _tensor_to_numpy(value, key)
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
@@ -73,11 +91,36 @@ def _state_int(state: dict[str, Any], key: str) -> int:
     return int(value)
 
 
+def _tensor_to_numpy(value: torch.Tensor, key: str) -> np.ndarray:
+    """``value`` as a NumPy array on the CPU, or ``TypeError`` naming ``key``."""
+    if value.layout != torch.strided:
+        raise TypeError(
+            f"Expected state['{key}'] to be a dense tensor, but got layout {value.layout}; "
+            "call .to_dense() first."
+        )
+    if value.is_meta:
+        raise TypeError(
+            f"Expected state['{key}'] to be a tensor with data, but got a meta tensor "
+            "(shape and dtype only)."
+        )
+    try:
+        return value.detach().cpu().numpy()
+    except (TypeError, RuntimeError) as err:  # bfloat16, float8, quantized, conj bit, ...
+        raise TypeError(
+            f"Expected state['{key}'] to have an integer or bool dtype, but got a tensor of "
+            f"dtype {value.dtype} ({err})."
+        ) from err
+
+
 def _state_array(state: dict[str, Any], key: str, n: int, *, integer: bool) -> np.ndarray:
     """``state[key]`` as a fresh int64 (``integer``) or bool array of shape ``(n,)``."""
     value = state[key]
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
+        if tuple(value.shape) != (n,):  # checked before anything is copied off the device
+            raise ValueError(
+                f"Expected state['{key}'] to have shape ({n},), but got {tuple(value.shape)}."
+            )
+        value = _tensor_to_numpy(value, key)
     if not isinstance(value, np.ndarray):
         raise TypeError(
             f"Expected state['{key}'] to be a NumPy array or a torch tensor, but got "
@@ -95,6 +138,13 @@ def _state_array(state: dict[str, Any], key: str, n: int, *, integer: bool) -> n
         )
     if value.shape != (n,):
         raise ValueError(f"Expected state['{key}'] to have shape ({n},), but got {value.shape}.")
+    if integer and value.size and int(value.max()) > MAX_ROUND:
+        # Checked in the stored dtype: a uint64 2**64-1 would wrap to -1 ("unlabeled").
+        i = int(np.argmax(value))
+        raise ValueError(
+            f"Expected state['{key}'] to hold int64 values (at most {MAX_ROUND}), but item "
+            f"{i} has {value[i]}."
+        )
     return value.astype(np.int64 if integer else bool, copy=True)
 
 
@@ -108,6 +158,8 @@ def _check_state_contents(
     """Raise ``ValueError`` unless the arrays form a state :meth:`ActivePool.label` can reach."""
     if rnd < 0:
         raise ValueError(f"Expected state['round'] to be >= 0, but got {rnd}.")
+    if rnd > MAX_ROUND:
+        raise ValueError(f"Expected state['round'] to be at most {MAX_ROUND}, but got {rnd}.")
     below = rounds < UNLABELED
     if below.any():
         i = _first(below)
@@ -136,35 +188,73 @@ def _check_state_contents(
         )
 
 
-def check_unlabeled_indices(indices: Any, pool: Any, name: str = "indices") -> np.ndarray:
-    """``indices`` as a 1-D ``int64`` array of unlabeled dataset indices of ``pool``.
-
-    ``None`` gives every unlabeled index (ascending). Non-integer values (floats,
-    bools) are a ``TypeError``; indices outside ``[0, len(pool))`` or already labeled
-    a ``ValueError``: nothing is truncated, wrapped or read from the end.
-    """
-    if indices is None:
-        return pool.unlabeled_indices
+def check_indices(indices: Any, n: int, name: str) -> np.ndarray:
+    """``indices`` (array-like or tensor) as ``int64`` dataset indices in ``[0, n)``."""
     if isinstance(indices, torch.Tensor):
         indices = indices.detach().cpu().numpy()
     arr = np.asarray(indices)
+    if arr.ndim == 0:
+        raise ValueError(
+            f"Expected argument `{name}` to be a 1-D sequence of dataset indices, but got "
+            f"a scalar {arr!r}; wrap it in a list."
+        )
+    if arr.ndim != 1:
+        raise ValueError(
+            f"Expected argument `{name}` to be a 1-D sequence of dataset indices, but got "
+            f"shape {arr.shape}."
+        )
     if arr.size == 0:
         return np.empty(0, dtype=np.int64)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(
             f"Expected argument `{name}` to hold integer dataset indices, but got dtype "
             f"{arr.dtype}."
         )
-    if arr.ndim != 1:
-        raise ValueError(f"Expected argument `{name}` to be 1-D, but got shape {arr.shape}.")
-    n = len(pool)
-    outside = (arr < 0) | (arr >= n)
-    if outside.any():
+    # Range first, in the input's own dtype: a uint64 above 2**63 would wrap to a
+    # negative int64 and be reported as such.
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi >= n:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"Expected argument `{name}` to hold indices in [0, {n}), but got {bad}.")
+    return arr.astype(np.int64, copy=False)
+
+
+def check_labels(labels: Any, count: int) -> np.ndarray:
+    """``labels`` (array-like or tensor) as ``count`` non-negative ``int64`` class labels."""
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    lab = np.asarray(labels)
+    if lab.ndim != 1 or lab.shape[0] != count:
         raise ValueError(
-            f"Expected argument `{name}` to hold dataset indices in [0, {n}), but got "
-            f"{arr[outside][:5].tolist()}."
+            "Expected argument `labels` to be 1-D with one label per index "
+            f"({count}), but got shape {lab.shape}."
         )
-    out = arr.astype(np.int64)
+    if lab.size and (lab.dtype == bool or not np.issubdtype(lab.dtype, np.integer)):
+        raise TypeError(
+            f"Expected argument `labels` to hold integer class labels, but got dtype {lab.dtype}."
+        )
+    # Range first, in the input's own dtype (a uint64 2**64-1 would wrap to -1).
+    lo, hi = (int(lab.min()), int(lab.max())) if lab.size else (0, 0)
+    if lo < 0:
+        raise ValueError(f"Expected argument `labels` to be non-negative, but got {lo}.")
+    if hi > MAX_ROUND:
+        raise ValueError(
+            f"Expected argument `labels` to hold int64 class labels (at most {MAX_ROUND}), "
+            f"but got {hi}."
+        )
+    return lab.astype(np.int64, copy=False)
+
+
+def check_unlabeled_indices(indices: Any, pool: Any, name: str = "indices") -> np.ndarray:
+    """``indices`` as ``int64`` dataset indices of ``pool`` that are all unlabeled.
+
+    ``None`` gives every unlabeled index (ascending). The rules of :func:`check_indices`
+    (integers, 1-D, in ``[0, len(pool))``: nothing truncated, wrapped or read from the
+    end), then a ``ValueError`` naming the labeled ones.
+    """
+    if indices is None:
+        return np.asarray(pool.unlabeled_indices)
+    out = check_indices(indices, len(pool), name)
     labeled = pool.labeled_mask[out]
     if labeled.any():
         raise ValueError(

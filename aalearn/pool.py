@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
@@ -17,7 +18,14 @@ import torch
 from torch.utils.data import Dataset
 
 from aalearn._persistence import read_archive, write_atomically
-from aalearn._pool_state import STATE_VERSION, UNLABELED, check_state
+from aalearn._pool_state import (
+    MAX_ROUND,
+    STATE_VERSION,
+    UNLABELED,
+    check_indices,
+    check_labels,
+    check_state,
+)
 from aalearn._validation import RandomState, check_int, check_random_state
 from aalearn.pool_subset import DEFAULT_LABEL_KEYS, PoolSubset
 
@@ -110,6 +118,25 @@ class ActivePool:
         for arr in (self._labeled_idx, self._unlabeled_idx):
             arr.flags.writeable = False
 
+    # The index arrays are derived, read-only and shared with dataset views: a copy or an
+    # unpickled pool rebuilds them (NumPy would give writable copies) and never shares
+    # the arrays that label() writes to.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_labeled_idx"], state["_unlabeled_idx"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._refresh()
+
+    def __copy__(self) -> ActivePool:
+        clone = self.__class__.__new__(self.__class__)
+        clone.__dict__.update(self.__dict__)
+        for name in ("_labeled_round", "_labels", "_has_label"):
+            setattr(clone, name, getattr(self, name).copy())
+        return clone
+
     def __len__(self) -> int:
         return self._n
 
@@ -130,17 +157,18 @@ class ActivePool:
 
     @property
     def labeled_indices(self) -> np.ndarray:
-        """Dataset indices of labeled items: read-only ``int64`` array, ascending.
+        """Dataset indices of labeled items: a fresh ``int64`` array, ascending.
 
-        Read-only so that nobody can corrupt the pool through it; ``.copy()`` it
-        before ``torch.from_numpy`` (which warns on read-only arrays) or writing.
+        A copy (``O(n_labeled)``), yours to write to or hand to torch:
+        ``train_x[pool.labeled_indices]`` and ``torch.from_numpy`` take it without the
+        warning torch gives for read-only arrays, and writing to it never changes the pool.
         """
-        return self._labeled_idx
+        return self._labeled_idx.copy()
 
     @property
     def unlabeled_indices(self) -> np.ndarray:
-        """Dataset indices of unlabeled items: read-only ``int64`` array, ascending."""
-        return self._unlabeled_idx
+        """Dataset indices of unlabeled items: a fresh ``int64`` array, ascending (a copy)."""
+        return self._unlabeled_idx.copy()
 
     @property
     def labeled_mask(self) -> np.ndarray:
@@ -166,7 +194,7 @@ class ActivePool:
         Labels are known only for items labeled with ``label(..., labels=...)``;
         items labeled without labels keep the dataset's own targets.
         """
-        idx = self._labeled_idx if indices is None else self._check_indices(indices, "indices")
+        idx = self._labeled_idx if indices is None else check_indices(indices, self._n, "indices")
         return self._labels[idx].copy()
 
     def labeled_dataset(self) -> PoolSubset:
@@ -184,37 +212,6 @@ class ActivePool:
         return PoolSubset(self.dataset, idx, self._labels[idx], has, label_key=self.label_key)
 
     # ------------------------------------------------------------ operations
-    def _check_indices(self, indices: IndexLike, name: str) -> np.ndarray:
-        if isinstance(indices, torch.Tensor):
-            indices = indices.detach().cpu().numpy()
-        arr = np.asarray(indices)
-        if arr.ndim == 0:
-            raise ValueError(
-                f"Expected argument `{name}` to be a 1-D sequence of dataset indices, but got "
-                f"a scalar {arr!r}; wrap it in a list."
-            )
-        if arr.ndim != 1:
-            raise ValueError(
-                f"Expected argument `{name}` to be a 1-D sequence of dataset indices, but got "
-                f"shape {arr.shape}."
-            )
-        if arr.size == 0:
-            return np.empty(0, dtype=np.int64)
-        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(
-                f"Expected argument `{name}` to hold integer dataset indices, but got dtype "
-                f"{arr.dtype}."
-            )
-        # Range first, in the input's own dtype: a uint64 above 2**63 would wrap to a
-        # negative int64 and be reported as such.
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo < 0 or hi >= self._n:
-            bad = lo if lo < 0 else hi
-            raise ValueError(
-                f"Expected argument `{name}` to hold indices in [0, {self._n}), but got {bad}."
-            )
-        return arr.astype(np.int64, copy=False)
-
     def label(self, indices: IndexLike, labels: Optional[IndexLike] = None) -> None:
         """Move ``indices`` from the unlabeled to the labeled pool.
 
@@ -232,29 +229,15 @@ class ActivePool:
             On an index out of range, repeated, or already labeled, or when
             ``labels`` does not match ``indices``. Nothing changes when it raises.
         """
-        idx = self._check_indices(indices, "indices")
-        lab: Optional[np.ndarray] = None
-        if labels is not None:
-            if isinstance(labels, torch.Tensor):
-                labels = labels.detach().cpu().numpy()
-            lab = np.asarray(labels)
-            if lab.ndim != 1 or lab.shape[0] != idx.shape[0]:
-                raise ValueError(
-                    "Expected argument `labels` to be 1-D with one label per index "
-                    f"({idx.shape[0]}), but got shape {lab.shape}."
-                )
-            if lab.size and (lab.dtype == bool or not np.issubdtype(lab.dtype, np.integer)):
-                raise TypeError(
-                    f"Expected argument `labels` to hold integer class labels, but got dtype "
-                    f"{lab.dtype}."
-                )
-            lab = lab.astype(np.int64, copy=False)
-            if lab.size and int(lab.min()) < 0:
-                raise ValueError(
-                    f"Expected argument `labels` to be non-negative, but got {int(lab.min())}."
-                )
+        idx = check_indices(indices, self._n, "indices")
+        lab = None if labels is None else check_labels(labels, idx.shape[0])
         if idx.size == 0:
             return
+        if self._round >= MAX_ROUND:
+            raise ValueError(
+                f"This pool is at round {self._round}, the largest a pool state can hold; "
+                "it cannot label more."
+            )
         uniq = np.unique(idx)
         if uniq.size != idx.size:
             counts = np.bincount(np.searchsorted(uniq, idx))
@@ -343,8 +326,10 @@ class ActivePool:
         0-d arrays/tensors, of any integer dtype (``has_label``: bool). A float, a bool
         where an int is expected, or a wrong shape is a :class:`TypeError` /
         :class:`ValueError`, and so is a state the pool could never reach: a round
-        below -1 or not below ``round``, ``has_label`` on an unlabeled item, a label
-        other than ``-1`` without ``has_label`` or a negative one with it.
+        below -1 or not below ``round``, a value beyond int64 (checked in the stored
+        dtype, so a uint64 ``2**64 - 1`` is reported as such, never as -1),
+        ``has_label`` on an unlabeled item, a label other than ``-1`` without
+        ``has_label`` or a negative one with it.
         """
         rounds, labels, has, rnd = check_state(state, self._n)
         self._labeled_round = rounds
@@ -356,14 +341,15 @@ class ActivePool:
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write the state to ``path`` as a NumPy ``.npz`` archive, atomically.
 
-        The archive is written to a temporary file next to ``path``
-        (``.<name>.<pid>.aalearn-tmp``), flushed to disk, renamed over ``path``, and
-        the directory is flushed too: a crash never leaves a half-written file, and
-        once ``save`` returns the new file survives a power loss. A temporary left by a
-        process killed during a save is removed by the next save to the same path, so
-        at most one stray temporary per path exists. The file gets the mode of the
-        file it replaces, or ``0o666`` less the umask for a new file. It holds plain
-        arrays only and loads without executing code.
+        The archive is written to a new temporary file next to ``path``
+        (``.<digest of the name>.<pid>.<random>.aalearn-tmp``, short whatever the length
+        of the name), created exclusively and never through a link planted at its name;
+        it is flushed to disk, renamed over ``path``, and the directory is flushed too:
+        a crash never leaves a half-written file, and once ``save`` returns the new file
+        survives a power loss. A temporary left by a process killed during a save is
+        removed by the next save to the same path. The file gets the mode of the file it
+        replaces, or ``0o666`` less the umask for a new file. It holds plain arrays only
+        and loads without executing code.
         """
         state = self.state_dict()
         arrays = {
@@ -374,24 +360,29 @@ class ActivePool:
     def load(self, path: Union[str, os.PathLike]) -> None:
         """Restore the state written by :meth:`save`; nothing changes if it raises.
 
-        The archive's directory is checked first: exactly the state's members, none
-        larger than a state of this pool's size can be; only then is each member read
-        (``allow_pickle=False``) and the state checked by :meth:`load_state_dict`.
+        Everything is checked before it is read: ``path`` must be a regular file (a
+        directory, device or FIFO is refused unread) no larger than an archive of this
+        pool can be; the archive's directory must hold exactly the state's members,
+        stored or deflated, unencrypted, none larger than a state of this pool's size;
+        each member's ``.npy`` header must declare at most that many plain elements.
+        Only then is each member read (no pickle) and the state checked by
+        :meth:`load_state_dict`. Nothing beyond what a valid file needs is allocated.
 
         Raises
         ------
         FileNotFoundError
             If ``path`` does not exist.
         ValueError
-            If ``path`` is not a pool archive (empty, truncated, a ``.npy``, another
-            archive) or holds a state that does not fit this pool; the message names
-            the file.
+            If ``path`` is not a pool archive (not a regular file, empty, truncated, a
+            ``.npy``, another archive, a member declaring a larger shape than the pool
+            has) or holds a state that does not fit this pool; the message names the
+            file and what was wrong.
         """
         path = os.fspath(path)
         try:
             state = read_archive(path, self._n)
             self.load_state_dict(state)
-        except (TypeError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        except (TypeError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as err:
             raise ValueError(f"Cannot load the pool state from {path!r}: {err}") from err
 
     def __repr__(self) -> str:

@@ -52,10 +52,11 @@ def test_label_moves_indices_and_records_round():
     assert pool.round == 2
 
 
-def test_index_arrays_are_read_only():
+def test_index_arrays_are_copies_that_cannot_change_the_pool():
+    # They were read-only views (issue 22 item 6: torch warns on those); now copies.
     pool = make_pool(5)
-    with pytest.raises(ValueError):
-        pool.unlabeled_indices[0] = 3
+    pool.unlabeled_indices[0] = 3
+    assert pool.unlabeled_indices.tolist() == [0, 1, 2, 3, 4]
 
 
 def test_label_accepts_tensor_and_empty():
@@ -297,3 +298,15 @@ def test_invariants_under_random_operations(n, ops):
         np.testing.assert_array_equal(np.union1d(lab, unl), np.arange(n))
         assert np.intersect1d(lab, unl).size == 0
         assert ((pool.labeled_round >= 0) == pool.labeled_mask).all()
+
+
+def test_every_public_name_of_the_pool_module_is_still_importable_from_it():
+    # issue 19 part 4 split the view and the persistence out of aalearn.pool
+    import aalearn.pool as pool_module
+    from aalearn import pool_subset
+
+    assert pool_module.PoolSubset is pool_subset.PoolSubset
+    assert pool_module.DEFAULT_LABEL_KEYS == ("label", "labels")
+    assert {"ActivePool", "PoolSubset", "DEFAULT_LABEL_KEYS", "IndexLike"} <= set(
+        pool_module.__all__
+    )

@@ -43,11 +43,11 @@ def setup(digits):
 @pytest.mark.parametrize(
     ("indices", "exc", "match"),
     [
-        ([-1], ValueError, r"`indices` to hold dataset indices in \[0, 90\), but got \[-1\]"),
-        ([95], ValueError, r"`indices` to hold dataset indices in \[0, 90\), but got \[95\]"),
+        ([-1], ValueError, r"`indices` to hold indices in \[0, 90\), but got -1\."),
+        ([95], ValueError, r"`indices` to hold indices in \[0, 90\), but got 95\."),
         ([1.7], TypeError, "`indices` to hold integer dataset indices, but got dtype float64"),
         ([True], TypeError, "`indices` to hold integer dataset indices, but got dtype bool"),
-        ([[1, 2]], ValueError, r"`indices` to be 1-D, but got shape \(1, 2\)"),
+        ([[1, 2]], ValueError, r"`indices` to be a 1-D sequence of dataset indices, but got shape"),
         ([0, 1], ValueError, r"`indices` to hold unlabeled dataset indices, but got \[0\]"),
     ],
 )
