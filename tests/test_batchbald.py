@@ -10,7 +10,7 @@ import torch
 
 import aalearn
 from aalearn.functional import bald, batchbald
-from aalearn.functional.batchbald import _Joint
+from aalearn.functional.batchbald_greedy import _Joint
 
 from .conftest import DEVICES, TinyNet, trained_model
 
