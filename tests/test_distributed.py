@@ -75,6 +75,7 @@ def _samplers() -> dict[str, Any]:
     )  # fmt: skip
     out["power-entropy"] = aalearn.StochasticBatchSampler(
         aalearn.UncertaintySampler("entropy", inference={"batch_size": 64, "device": "cpu"}),
+        mode="power",
         random_state=0,
     )
     return out
