@@ -51,7 +51,11 @@ def test_equals_brute_force_enumeration(n, k, c, budget):
 
 
 def test_equals_batchbald_redux_with_the_exact_joint():
-    redux = pytest.importorskip("batchbald_redux.batchbald")
+    redux = pytest.importorskip(
+        "batchbald_redux.batchbald",
+        reason="the comparison with baal and batchbald-redux: pip install -e '.[dev,compare]' "
+        "&& pip install --no-deps baal==2.1.0 batchbald-redux==2.0.5 (see README)",
+    )
     p = _mc_probs(300, 10, 4, seed=0)
     # C^n <= num_samples for every n < 6: the joint stays exact in both
     expected = redux.get_batchbald_batch(p.log(), 6, num_samples=4**5, dtype=torch.float64)
