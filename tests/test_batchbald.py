@@ -50,6 +50,7 @@ def test_equals_brute_force_enumeration(n, k, c, budget):
     assert batchbald(p.float(), budget, num_samples=10**6).tolist() == _brute_force(p, budget)
 
 
+@pytest.mark.slow
 def test_equals_batchbald_redux_with_the_exact_joint():
     redux = pytest.importorskip(
         "batchbald_redux.batchbald",
@@ -62,6 +63,7 @@ def test_equals_batchbald_redux_with_the_exact_joint():
     assert batchbald(p, 6, num_samples=4**5).tolist() == expected.indices
 
 
+@pytest.mark.slow
 def test_first_pick_is_bald_and_copies_are_skipped():
     # The joint MI is at most log K: once a batch has nearly told the K samples apart
     # every gain is ~0 and copies tie with the rest. K = 48 keeps 12 picks short of it.
@@ -146,6 +148,7 @@ def _sharp_model(digits):
     return model
 
 
+@pytest.mark.slow
 def test_sampler_picks_no_two_copies(repeated, digits):
     _, pool = repeated
     model = _sharp_model(digits)

@@ -115,6 +115,7 @@ def _state(model, pool):
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
+@pytest.mark.slow
 def test_contract(setup, name):
     model, pool, device = setup
     model.train()

@@ -139,6 +139,7 @@ def repeated(digits):
 
 
 @pytest.mark.parametrize("method", ["entropy", "bald"])
+@pytest.mark.slow
 def test_power_sampling_picks_fewer_copies_than_topk(repeated, method):
     model, pool = repeated
     scorer = aalearn.UncertaintySampler(
