@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aalearn.functional import badge, batchbald
-from aalearn.functional.badge import _d2_draw
+from aalearn.functional.badge_seeding import _d2_draw
 from benchmarks._report import command, interleaved_medians, machine, write_section
 
 

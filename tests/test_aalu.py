@@ -124,6 +124,7 @@ def test_every_table1_variant_selects_by_name(small, variant):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", ["advVAE", "aalu"])
+@pytest.mark.slow
 def test_picks_the_novel_cluster(variant, device):
     pool, model, y = novel_cluster_pool(seed=0)
     sampler = AALUSampler(

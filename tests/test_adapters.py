@@ -337,6 +337,7 @@ def test_losses_read_the_label_key_of_dict_batches_and_target_fn():
     )
 
 
+@pytest.mark.slow
 def test_every_sampler_accepts_target_fn():
     pool = _pool(Records())
     fn = lambda b: b["label"]  # noqa: E731

@@ -32,6 +32,7 @@ def digits_pool(digits):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.slow
 def test_features_picks_the_novel_cluster(device):
     pool, model, y = novel_cluster_pool(seed=0)
     sampler = AdversarialSampler(epochs=60, inference={"device": device}, random_state=0, **NETS)
@@ -53,6 +54,7 @@ def test_features_is_aalus_advvae_machinery():
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.slow
 def test_raw_contract(digits_pool, device):
     pool, model = digits_pool
     model = copy.deepcopy(model).to(device)
@@ -75,6 +77,7 @@ def test_raw_contract(digits_pool, device):
         np.testing.assert_array_equal(np.asarray(state[k]), np.asarray(pool.state_dict()[k]))
 
 
+@pytest.mark.slow
 def test_raw_picks_digits_unlike_the_labeled_ones(digits):
     """VAAL on real 8x8 digits: labeled images show only digits 0-4; it should favour 5-9.
 
@@ -117,6 +120,7 @@ def test_raw_takes_the_lowest_discriminator_output(digits_pool, monkeypatch):
     np.testing.assert_array_equal(picked, pool.unlabeled_indices[order])
 
 
+@pytest.mark.slow
 def test_raw_follows_vaal_schedule(digits_pool, monkeypatch):
     pool, model = digits_pool
     calls = {"vae": 0, "disc": 0}
@@ -147,6 +151,7 @@ def test_raw_follows_vaal_schedule(digits_pool, monkeypatch):
     assert calls == {"vae": 2 * iterations, "disc": iterations}
 
 
+@pytest.mark.slow
 def test_raw_objectives_train_one_network_each():
     cfg = AdversarialSampler(**RAW).resolve()._vaal_config()
     sel = vaal._VAALSelector(cfg, 1, (8, 8), torch.device("cpu"), np.random.default_rng(0))
@@ -163,6 +168,7 @@ def test_raw_objectives_train_one_network_each():
     assert all(p.grad is None for p in sel.vae.parameters())
 
 
+@pytest.mark.slow
 def test_raw_on_mnist_sized_and_channel_less_images():
     x = torch.rand(60, 28, 28)  # (N, H, W): a channel axis is added
     pool = ActivePool(TensorDataset(x, torch.arange(60) % 3))
@@ -216,6 +222,7 @@ def test_bad_arguments(digits_pool, kwargs, exc, match):
 
 
 @pytest.mark.parametrize("representation", ["features", "raw"])
+@pytest.mark.slow
 def test_score_is_what_select_ranks(digits_pool, representation):
     pool, model = digits_pool
     kw = RAW if representation == "raw" else {"epochs": 1, **NETS}
@@ -228,6 +235,7 @@ def test_score_is_what_select_ranks(digits_pool, representation):
     np.testing.assert_array_equal(make().score(model, pool, unl[[5, 1]]), scores[[5, 1]])
 
 
+@pytest.mark.slow
 def test_vaal_refuses_nan_and_never_ranks_it_first(digits_pool, monkeypatch):
     """VAAL picks the lowest D(mu): a NaN logit is refused, naming the items; behind the
     refusal it is the least informative, ranked last."""

@@ -10,7 +10,7 @@ import torch
 
 import aalearn
 from aalearn.functional import bald, batchbald
-from aalearn.functional.batchbald import _Joint
+from aalearn.functional.batchbald_greedy import _Joint
 
 from .conftest import DEVICES, TinyNet, trained_model
 
@@ -50,14 +50,20 @@ def test_equals_brute_force_enumeration(n, k, c, budget):
     assert batchbald(p.float(), budget, num_samples=10**6).tolist() == _brute_force(p, budget)
 
 
+@pytest.mark.slow
 def test_equals_batchbald_redux_with_the_exact_joint():
-    redux = pytest.importorskip("batchbald_redux.batchbald")
+    redux = pytest.importorskip(
+        "batchbald_redux.batchbald",
+        reason="the comparison with baal and batchbald-redux: pip install -e '.[dev,compare]' "
+        "&& pip install --no-deps baal==2.1.0 batchbald-redux==2.0.5 (see README)",
+    )
     p = _mc_probs(300, 10, 4, seed=0)
     # C^n <= num_samples for every n < 6: the joint stays exact in both
     expected = redux.get_batchbald_batch(p.log(), 6, num_samples=4**5, dtype=torch.float64)
     assert batchbald(p, 6, num_samples=4**5).tolist() == expected.indices
 
 
+@pytest.mark.slow
 def test_first_pick_is_bald_and_copies_are_skipped():
     # The joint MI is at most log K: once a batch has nearly told the K samples apart
     # every gain is ~0 and copies tie with the rest. K = 48 keeps 12 picks short of it.
@@ -142,6 +148,7 @@ def _sharp_model(digits):
     return model
 
 
+@pytest.mark.slow
 def test_sampler_picks_no_two_copies(repeated, digits):
     _, pool = repeated
     model = _sharp_model(digits)

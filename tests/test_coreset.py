@@ -55,6 +55,7 @@ def _random_case(seed: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", ["gauss", "grid"])
+@pytest.mark.slow
 def test_matches_brute_force(device, kind):
     for seed in range(30):
         x, centers = _random_case(seed, kind)

@@ -75,6 +75,7 @@ def _samplers() -> dict[str, Any]:
     )  # fmt: skip
     out["power-entropy"] = aalearn.StochasticBatchSampler(
         aalearn.UncertaintySampler("entropy", inference={"batch_size": 64, "device": "cpu"}),
+        mode="power",
         random_state=0,
     )
     return out
@@ -330,6 +331,7 @@ def launched(data, tmp_path_factory):
 
 
 @pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.slow
 def test_sharded_selection_equals_single_process(data, reference, launched, world):
     results = [res[world] for res in launched[0][:world]]
     model, pool = _setup(data)
@@ -355,6 +357,7 @@ def test_sharded_selection_equals_single_process(data, reference, launched, worl
         assert (res["pool"]["labeled_round"] < 0).sum() == n_items - n_labeled - 40
 
 
+@pytest.mark.slow
 def test_a_failing_rank_makes_the_others_fail_fast(launched):
     results, seconds = launched
     assert seconds < LAUNCH_TIMEOUT
@@ -380,6 +383,7 @@ def test_a_failing_rank_makes_the_others_fail_fast(launched):
     assert r0["absent"]["seconds"] < ABSENT_TIMEOUT + 3.0
 
 
+@pytest.mark.slow
 def test_a_rank_killed_mid_selection_makes_the_others_fail_fast(data, tmp_path):
     start = time.monotonic()
     results = _launch_some_die(_killed, 2, tmp_path, data)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import os
 import re
 import subprocess
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,18 +76,133 @@ def test_public_name_has_docstring_with_examples(name: str, obj: object) -> None
     )
 
 
-def _python_blocks(page: str) -> str:
-    text = (DOCS / page).read_text()
-    return "\n\n".join(re.findall(r"^```python\n(.*?)^```", text, re.MULTILINE | re.DOTALL))
-
-
-@pytest.mark.parametrize(
-    "page", ["custom-sampler.md", "reproducing-aalu.md", "bring-your-own-model.md"]
+# Every page of docs/ (``_fragments/`` included, ``_build/`` not), found anew each run, so
+# that a page added later is covered without touching this file.
+PAGES = sorted(
+    path.relative_to(DOCS).as_posix()
+    for path in DOCS.rglob("*.md")
+    if "_build" not in path.relative_to(DOCS).parts
 )
-def test_page_code_runs(page: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code = _python_blocks(page)
-    assert code, f"no python code block in {page}"
-    exec(compile(code, str(DOCS / page), "exec"), {"__name__": "docs_page"})
+# A fenced block is code for the reader when its info string is a language. `python`
+# blocks (and MyST's ```{code-block} python```) run; the others are shown only: shell
+# commands are `bash`, program output is `text`. MyST directives (```{toctree}```,
+# ```{literalinclude}```, ...) are not code on the page.
+RUN = "python"
+SHOWN = {"bash", "console", "text", "toml", "ini", "json", "yaml"}
+CODE_DIRECTIVES = ("{code-block}", "{code}", "{code-cell}", "{sourcecode}")
+# A page whose code takes long says so with this line; its test is then marked slow.
+SLOW_PAGE = "<!-- docs-test: slow -->"
+OPENING = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`\n]*)$")
+
+
+def _fenced_blocks(page: str) -> list[tuple[int, str, str]]:
+    """``(first line number, language, code)`` of each fenced block of ``page``, in order.
+
+    The language of a MyST code directive is its argument; other directives give
+    their name in braces, and the blocks nested in them (an admonition's code) are
+    listed after them.
+    """
+    return _blocks((DOCS / page).read_text().splitlines(), 1)
+
+
+def _blocks(lines: list[str], first: int) -> list[tuple[int, str, str]]:
+    blocks: list[tuple[int, str, str]] = []
+    i = 0
+    while i < len(lines):
+        match = OPENING.match(lines[i])
+        if match is None:
+            i += 1
+            continue
+        indent, fence, info = match["indent"], match["fence"], match["info"].strip()
+        words = info.split()
+        language = words[0] if words else ""
+        directive = language.startswith("{")
+        if language in CODE_DIRECTIVES:
+            language = words[1] if len(words) > 1 else ""
+        closing = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
+        j = i + 1
+        while j < len(lines) and not closing.match(lines[j]):
+            j += 1
+        body = [
+            line[len(indent) :] if line.startswith(indent) else line for line in lines[i + 1 : j]
+        ]
+        start = i + 1
+        while directive and body and body[0].startswith(":"):  # the directive's options
+            body, start = body[1:], start + 1
+        blocks.append((first + start, language, "\n".join(body) + "\n"))
+        if directive and language.startswith("{"):  # not code: its content may hold blocks
+            blocks += _blocks(body, first + start)
+        i = j + 1
+    return blocks
+
+
+def _runnable_pages() -> list[Any]:
+    params = []
+    for page in PAGES:
+        if not any(language == RUN for _, language, _ in _fenced_blocks(page)):
+            continue
+        slow = SLOW_PAGE in (DOCS / page).read_text()
+        params.append(pytest.param(page, marks=[pytest.mark.slow] if slow else [], id=page))
+    return params
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_code_block_names_its_language(page: str) -> None:
+    """A block runs (``python``) or is marked as shown only (``bash``, ``text``, ...)."""
+    for line, language, _ in _fenced_blocks(page):
+        if language.startswith("{") and language.endswith("}"):
+            continue  # a MyST directive such as {toctree}
+        assert language == RUN or language in SHOWN, (
+            f"docs/{page}, line {line - 1}: a code block tagged {language!r}. Tag code that "
+            f"runs `python` (the tests run it) and code that is only shown one of {sorted(SHOWN)}."
+        )
+
+
+def test_the_block_parser_reads_a_page() -> None:
+    page = "quickstart.md"
+    blocks = _fenced_blocks(page)
+    languages = [language for _, language, _ in blocks]
+    assert languages.count("python") == 1 and "bash" in languages and "text" in languages
+    assert "{literalinclude}" in languages
+    text = (DOCS / page).read_text().splitlines()
+    line, _, code = next(b for b in blocks if b[1] == "python")
+    assert text[line - 2] == "```python" and code.splitlines()[0] == text[line - 1]
+
+
+@pytest.fixture()
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A page runs in an empty directory and leaves no global state behind."""
+    import torch
+    import torch.distributed as dist
+
+    monkeypatch.chdir(tmp_path)
+    environ, rng = dict(os.environ), torch.random.get_rng_state()
+    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
+    try:
+        yield tmp_path
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(environ)
+        torch.random.set_rng_state(rng)
+        torch.set_num_threads(threads)
+        torch.set_default_dtype(dtype)
+
+
+@pytest.mark.parametrize("page", _runnable_pages())
+def test_page_code_runs(page: str, isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every python block of the page, as written, in order, in one fresh namespace.
+
+    Each block is compiled on its own with its line numbers in the page, so a failure
+    points at the line of the ``.md`` file.
+    """
+    namespace: dict[str, Any] = {"__name__": "docs_page"}
+    path = DOCS / page
+    for line, language, code in _fenced_blocks(page):
+        if language != RUN:
+            continue
+        exec(compile("\n" * (line - 1) + code, str(path), "exec"), namespace)
     capsys.readouterr()
 
 

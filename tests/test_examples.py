@@ -81,6 +81,7 @@ def test_quickstart_fast(tmp_path: Path) -> None:
     assert all(0.0 <= float(v) <= 1.0 for r in rows for v in r[1:])
 
 
+@pytest.mark.slow
 def test_custom_training_loop_fast(tmp_path: Path) -> None:
     out = ok(
         run([str(EXAMPLES / "custom_training_loop.py"), "--fast", "--work-dir", "."], tmp_path)
@@ -93,6 +94,7 @@ def test_custom_training_loop_fast(tmp_path: Path) -> None:
     assert (tmp_path / "pool.npz").is_file()
 
 
+@pytest.mark.slow
 def test_text_classification_fast(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     pytest.importorskip("datasets")
@@ -106,6 +108,7 @@ def test_text_classification_fast(tmp_path: Path) -> None:
     assert all(0.0 <= float(v) <= 1.0 for r in rows for v in r[1:])
 
 
+@pytest.mark.slow
 def test_compare_samplers_fast_writes_png(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     png = tmp_path / "curves.png"
@@ -154,12 +157,14 @@ def test_cifar10_missing_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "cifar-10-batches-py" in err and "download=True" in err
 
 
+@pytest.mark.slow
 def test_cifar10_missing_torchvision(tmp_path: Path) -> None:
     (tmp_path / "cifar-10-batches-py").mkdir()
     proc = run(["-c", NO_TORCHVISION, CIFAR, "--data-dir", str(tmp_path)], tmp_path)
     assert_one_line_error(proc, "torchvision is needed", "ModuleNotFoundError", ".[vision]")
 
 
+@pytest.mark.slow
 def test_cifar10_broken_torchvision(tmp_path: Path) -> None:
     # A torchvision built for another torch fails at import with a RuntimeError.
     fake = tmp_path / "site" / "torchvision"
@@ -225,6 +230,7 @@ FAKE_TORCHVISION = {
 }
 
 
+@pytest.mark.slow
 def test_cifar10_fast_with_stand_in_torchvision(tmp_path: Path) -> None:
     fake = tmp_path / "site" / "torchvision"
     fake.mkdir(parents=True)
@@ -249,6 +255,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_distributed_selection_under_torchrun(tmp_path: Path) -> None:
     # Two gloo ranks on this machine, launched as the docs say (torchrun).
     args = [

@@ -299,7 +299,11 @@ def test_margin_ranks_tiny_gaps_at_full_precision() -> None:
 
 def test_margin_tiny_gaps_rank_as_baal() -> None:
     """The same ranking as baal's Margin heuristic (when baal is installed)."""
-    heuristics = pytest.importorskip("baal.active.heuristics")
+    heuristics = pytest.importorskip(
+        "baal.active.heuristics",
+        reason="the comparison with baal and batchbald-redux: pip install -e '.[dev,compare]' "
+        "&& pip install --no-deps baal==2.1.0 batchbald-redux==2.0.5 (see README)",
+    )
     probs = _tiny_gap_probs()
     got = torch.topk(margin(probs).double(), probs.shape[0]).indices.numpy()
     np.testing.assert_array_equal(got, heuristics.Margin()(probs.numpy()))  # smallest gap first

@@ -63,6 +63,7 @@ def _check(picked: np.ndarray, pool: aalearn.ActivePool, budget: int) -> None:
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["entropy", "bald", "coreset", "aalu"])
+@pytest.mark.slow
 def test_samplers_on_bert_and_a_datasets_dataset(pool, name, device):
     model = tiny_bert(device)
     inference = {"device": device, "batch_size": 16}

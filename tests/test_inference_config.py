@@ -39,6 +39,7 @@ def test_every_sampler_takes_inference_and_random_state_only(cls):
 
 
 @pytest.mark.parametrize("cls", SAMPLERS, ids=lambda c: c.__name__)
+@pytest.mark.slow
 def test_sklearn_clone(cls, setup):
     base = pytest.importorskip("sklearn.base")
     model, pool = setup

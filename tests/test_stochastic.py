@@ -78,9 +78,37 @@ def test_beta_zero_is_uniform_and_large_beta_is_topk():
     assert (top == [4, 6, 2]).all()
 
 
+def test_default_is_softrank_and_takes_signed_scores():
+    """The default law depends on the order only: negated scores give the reversed ranks."""
+    n = 6000
+    pool = aalearn.ActivePool(None, n_items=len(SCORES))
+    sampler = aalearn.StochasticBatchSampler(_Fixed(-SCORES), random_state=np.random.default_rng(3))
+    assert sampler.mode == "softrank"
+    counts = np.bincount(
+        [sampler.select(None, pool, 1)[0] for _ in range(n)], minlength=len(SCORES)
+    )
+    _, pvalue = stats.chisquare(counts, n * _law("softrank", 1.0, -SCORES))
+    assert pvalue > 1e-3, counts
+
+
+@pytest.mark.parametrize("method", ["entropy", "margin", "least_confidence", "bald"])
+def test_default_mode_works_for_every_uncertainty(digits, method):
+    from .conftest import trained_model
+
+    model = trained_model(digits, np.arange(60), epochs=10)
+    pool = aalearn.ActivePool(torch.utils.data.Subset(digits, range(300)))
+    pool.label(np.arange(0, 300, 10))
+    scorer = aalearn.UncertaintySampler(
+        method, mc_samples=4, inference={"device": "cpu"}, random_state=0
+    )
+    picked = aalearn.StochasticBatchSampler(scorer, random_state=0).select(model, pool, 20)
+    assert picked.dtype == np.int64 and len(set(picked.tolist())) == 20
+    assert np.isin(picked, pool.unlabeled_indices).all()
+
+
 def test_checks():
     pool = aalearn.ActivePool(None, n_items=3)
-    bad = aalearn.StochasticBatchSampler(_Fixed([0.1, -0.2, 0.3]), random_state=0)
+    bad = aalearn.StochasticBatchSampler(_Fixed([0.1, -0.2, 0.3]), mode="power", random_state=0)
     with pytest.raises(ValueError, match="scores to be >= 0 for mode='power'"):
         bad.select(None, pool, 1)
     ok = aalearn.StochasticBatchSampler(_Fixed([0.1, -0.2, 0.3]), mode="softmax", random_state=0)
@@ -113,6 +141,7 @@ def repeated(digits):
 
 
 @pytest.mark.parametrize("method", ["entropy", "bald"])
+@pytest.mark.slow
 def test_power_sampling_picks_fewer_copies_than_topk(repeated, method):
     model, pool = repeated
     scorer = aalearn.UncertaintySampler(
@@ -124,7 +153,11 @@ def test_power_sampling_picks_fewer_copies_than_topk(repeated, method):
 
     top = copies(scorer.select(model, pool, 20))
     power = [
-        copies(aalearn.StochasticBatchSampler(scorer, random_state=s).select(model, pool, 20))
+        copies(
+            aalearn.StochasticBatchSampler(scorer, mode="power", random_state=s).select(
+                model, pool, 20
+            )
+        )
         for s in range(3)
     ]
     assert top >= 5 and max(power) < top, (top, power)

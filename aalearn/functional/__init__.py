@@ -3,8 +3,8 @@
 One import line per module; every public name is listed in ``__all__`` (sorted).
 """
 
-from aalearn.functional.badge import badge
-from aalearn.functional.batchbald import batchbald
+from aalearn.functional.badge_seeding import badge
+from aalearn.functional.batchbald_greedy import batchbald
 from aalearn.functional.coreset import k_center_greedy
 from aalearn.functional.losses import (
     assistant_adversarial_loss,

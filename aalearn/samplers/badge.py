@@ -9,7 +9,7 @@ import numpy as np
 from torch import nn
 
 from aalearn._validation import RandomState, torch_generator
-from aalearn.functional.badge import badge
+from aalearn.functional.badge_seeding import badge
 from aalearn.inference import InferenceConfig
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler

@@ -9,7 +9,7 @@ import numpy as np
 from torch import nn
 
 from aalearn._validation import Constraint, Int, RandomState, torch_generator
-from aalearn.functional.batchbald import batchbald
+from aalearn.functional.batchbald_greedy import batchbald
 from aalearn.inference import InferenceConfig
 from aalearn.mc_dropout import consistent_mc_dropout, dropout_modules
 from aalearn.pool import ActivePool

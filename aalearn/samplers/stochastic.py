@@ -59,9 +59,16 @@ class StochasticBatchSampler(BaseSampler):
     ``sampler.score(model, pool)`` (higher = more informative) and ``r_i`` the rank of
     item ``i`` (1 = highest score):
 
+    - ``mode="softrank"`` (the default): :math:`p_i \propto r_i^{-\beta}`;
     - ``mode="power"``: :math:`p_i \propto s_i^\beta` (scores must be ``>= 0``);
-    - ``mode="softmax"``: :math:`p_i \propto \exp(\beta s_i)`;
-    - ``mode="softrank"``: :math:`p_i \propto r_i^{-\beta}`.
+    - ``mode="softmax"``: :math:`p_i \propto \exp(\beta s_i)`.
+
+    Soft-rank is the default because it is the one law that works for every sampler
+    that scores: it depends only on the order of the scores, so their sign and scale do
+    not matter (margin's scores are ``<= 0``, which power cannot take; AALU's are sigmoid
+    outputs crowded near 1, whose powers are almost uniform; softmax depends on the
+    scores' units through ``beta``). Power is the law of Kirsch et al.'s PowerBALD and
+    needs scores ``>= 0`` (entropy, BALD, least confidence); ask for it by name.
 
     ``budget`` items are drawn from these probabilities without replacement, with
     the Gumbel-top-k trick (Kool et al., 2019): ``topk(log p_i + G_i)`` with
@@ -79,8 +86,9 @@ class StochasticBatchSampler(BaseSampler):
         Any object with ``score(model, pool, indices=None)`` returning one float per
         unlabeled item (see :meth:`aalearn.UncertaintySampler.score`). Its own
         ``random_state`` (e.g. BALD's dropout masks) stays its own.
-    mode : {"power", "softmax", "softrank"}
-        The law above.
+    mode : {"softrank", "power", "softmax"}
+        The law above; ``"softrank"`` by default (any scores), ``"power"`` for
+        PowerBALD.
     beta : float
         Inverse temperature, ``>= 0``.
     random_state : int, numpy.random.Generator or None
@@ -100,6 +108,9 @@ class StochasticBatchSampler(BaseSampler):
     >>> power_bald = StochasticBatchSampler(bald, mode="power", random_state=0)
     >>> power_bald.mode, power_bald.beta
     ('power', 1.0)
+    >>> margin = StochasticBatchSampler(UncertaintySampler("margin"), random_state=0)
+    >>> margin.mode, margin.select(model, pool, budget=3).shape  # margin's scores are <= 0
+    ('softrank', (3,))
     >>> picked = power_bald.select(model, pool, budget=5)
     >>> len(set(picked.tolist())), bool((picked == power_bald.select(model, pool, 5)).all())
     (5, True)
@@ -120,7 +131,7 @@ class StochasticBatchSampler(BaseSampler):
     def __init__(
         self,
         sampler: Any,
-        mode: str = "power",
+        mode: str = "softrank",
         beta: float = 1.0,
         *,
         random_state: RandomState = None,

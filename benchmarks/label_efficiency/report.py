@@ -13,7 +13,9 @@ from typing import Any, Optional
 import numpy as np
 
 from benchmarks.label_efficiency.methods import (
+    AALU_FAMILY,
     BASELINES,
+    BATCH_AWARE,
     BATCHBALD_CANDIDATES,
     BATCHBALD_CONFIGS,
     METHODS,
@@ -212,44 +214,102 @@ _COLORS = {
 }
 
 
+#: The plot's columns: each family of methods on its own panel, against Random and the best.
+_FAMILIES = (
+    ("uncertainty and diversity", tuple(m for m in BASELINES if m != "random")),
+    ("AALU and its ablations", AALU_FAMILY),
+    ("batch-aware", BATCH_AWARE),
+)
+
+
+def _against(c: Curves, base: Curves) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy of ``c`` minus ``base`` per point, paired by seed: ``(mean, per-seed rows)``."""
+    common = np.intersect1d(c.seeds, base.seeds)
+    rows = (
+        c.accuracy[np.searchsorted(c.seeds, common)]
+        - base.accuracy[np.searchsorted(base.seeds, common)]
+    )
+    return rows.mean(0), rows
+
+
+def _line(ax: Any, c: Curves, base: Optional[Curves], name: str, **style: Any) -> None:
+    """``c`` minus ``base`` (raw accuracy without a base), named with its AUC difference."""
+    x = 100 * c.fractions.mean(0)
+    if base is None:
+        y, label = 100 * c.accuracy.mean(0), name
+    else:
+        y, label = 100 * _against(c, base)[0], f"{name}  {_diff(paired(c, base))[0]}"
+    ax.plot(x, y, marker="o", ms=3, label=label, **style)
+
+
 def plot(curves: dict[tuple[str, str], Curves], datasets: Sequence[str], path: Path) -> None:
-    """Mean test accuracy with a band of one standard deviation, one panel per dataset."""
+    """One row per dataset, one panel per family of methods: accuracy minus Random's.
+
+    Each curve is the per-seed difference to Random (same seed, same initial labeled
+    set), averaged over seeds, in accuracy points; 0 is Random. Each panel also draws
+    the dataset's best method (highest mean AUC) when it is not in the family, so every
+    family is seen against Random and against the best. Every line is named in its
+    panel's legend with its paired AUC difference to Random (mean ± std over seeds).
+    Methods of no family (probes such as ``aalu[batch=kcenter]``) get a panel "other".
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    known = {m for _, members in _FAMILIES for m in members} | {"random"}
+    others = tuple(m for m in _all_methods(curves, datasets) if m not in known)
+    families = list(_FAMILIES) + ([("other", others)] if others else [])
     fig, axes = plt.subplots(
-        1, len(datasets), figsize=(6.2 * len(datasets), 4.6), dpi=110, squeeze=False
+        len(datasets),
+        len(families),
+        figsize=(5.4 * len(families), 4.9 * len(datasets)),
+        dpi=100,
+        squeeze=False,
+        sharey="row",
     )
-    for ax, dataset in zip(axes[0], datasets):
-        for method in _methods_in(curves, dataset):
-            c = curves[(dataset, method)]
-            x = 100 * c.fractions.mean(0)
-            mean, std = (
-                100 * c.accuracy.mean(0),
-                100 * c.accuracy.std(0, ddof=min(1, c.seeds.size - 1)),
-            )
-            aalu = method == "aalu"
-            color = _COLORS.get(method)
-            ax.plot(
-                x,
-                mean,
-                marker="o",
-                ms=3,
-                lw=2.4 if aalu else 1.2,
-                ls="-" if method in BASELINES or aalu else "--",
-                color=color,
-                label=method,
-                zorder=3 if aalu else 2,
-            )
-            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.10, lw=0)
-        ax.set_title(f"{dataset} (mean ± 1 std over seeds)")
-        ax.set_xlabel("labeled fraction of the training pool (%)")
-        ax.set_ylabel("test accuracy (%)")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower right", ncol=2)
-    fig.tight_layout()
+    for row, dataset in zip(axes, datasets):
+        methods = _methods_in(curves, dataset)
+        base = curves.get((dataset, "random"))
+        best = max(methods, key=lambda m: float(curves[(dataset, m)].auc.mean()))
+
+        for col, (ax, (family, members)) in enumerate(zip(row, families)):
+            shown = [m for m in members if m in methods]
+            if base is not None:
+                ax.axhline(0.0, color=_COLORS["random"], lw=1.2, label="random  0")
+            if best not in shown and best != "random":
+                _line(ax, curves[(dataset, best)], base, "best: " + best,
+                      color="0.35", lw=3.0, alpha=0.4, zorder=1)  # fmt: skip
+            for method in shown:
+                aalu = method == "aalu"
+                _line(
+                    ax,
+                    curves[(dataset, method)],
+                    base,
+                    method + (" (best)" if method == best else ""),
+                    color=_COLORS.get(method),
+                    lw=2.4 if aalu else 1.4,
+                    zorder=3 if aalu else 2,
+                )
+            if not shown:
+                ax.text(0.5, 0.5, "not run on this dataset", ha="center", va="center",
+                        transform=ax.transAxes, color="0.4")  # fmt: skip
+            ax.set_title(f"{dataset}: {family}", fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2,
+                      frameon=False, title="AUC - random's, in points (paired, mean ± std)",
+                      title_fontsize=7.5)  # fmt: skip
+            ax.set_xlabel("labeled fraction of the training pool (%)", fontsize=8)
+            if col == 0:
+                ax.set_ylabel(
+                    "accuracy - random (points)" if base is not None else "test accuracy (%)"
+                )
+    fig.suptitle(
+        "Test accuracy minus Random's, paired by seed, mean over seeds; the thick grey line "
+        "is the dataset's best method (highest mean AUC) when it belongs to another panel",
+        fontsize=10,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(path)
     plt.close(fig)
 
@@ -537,7 +597,16 @@ def _header(
         f"Machine: {machine}; load average {meta['load']} when the run started "
         "(the machine is shared: timings are indicative).",
         "",
-        f"![Label efficiency: mean test accuracy and one standard deviation]({image})",
+        "![Label efficiency: test accuracy minus Random's, one row per dataset, one panel per "
+        f"family of methods, each against Random and the best method]({image})",
+        "",
+        "The picture: one row per dataset, one panel per family of methods (uncertainty and "
+        "diversity baselines, AALU and its ablations, the batch-aware samplers, and probes "
+        "in *other*). Each curve is a method's test accuracy minus Random's on the same seed "
+        "(same initial labeled set), averaged over the seeds: 0 is Random. The thick grey "
+        "line is the dataset's best method by mean AUC, drawn in every panel it does not "
+        "belong to. Each legend names every line with its paired AUC difference to Random "
+        "(mean ± std over seeds); the tables below give the rest.",
         "",
         "**AUC** is the area under the learning curve over the labeled fraction (trapezoid "
         f"rule over the {settings.cycles + 1} points, {100 * settings.initial_fraction:.0f} % to "
