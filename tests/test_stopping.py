@@ -29,6 +29,7 @@ from aalearn.stopping import (
     cohen_kappa,
     delta_f,
     normalized_entropy,
+    replay,
 )
 
 SMALL_TEXT_INSTALL = "pip install --no-deps small-text==1.4.1"
@@ -467,6 +468,37 @@ def test_import_aalearn_does_not_import_stopping() -> None:
     code = "import sys, aalearn; print('aalearn.stopping' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr
+
+
+# ---------------------------------------------------------------- replay
+def test_replay_matches_a_live_loop_and_leaves_the_criteria_alone() -> None:
+    proba = sharpening(4, classes=3, steps=12)
+    counts = [20 * (t + 1) for t in range(12)]
+    acc = [0.5 + 0.04 * t for t in range(12)]
+    given = {"kappa": KappaAverage(window_size=2, kappa=0.95), "budget": MaxLabeled(max_labeled=100),
+             "never": MaxIterations(max_iterations=50)}  # fmt: skip
+    out = replay(given, probabilities=proba, n_labeled=counts, metric=np.array(acc))
+    assert all(c.n_updates == 0 for c in given.values())
+    live = KappaAverage(window_size=2, kappa=0.95)
+    t = next(i for i, p in enumerate(proba) if live.update(probabilities=p))
+    assert out["kappa"]["cycle"] == t and out["kappa"]["evidence"] == live.evidence
+    assert out["kappa"]["n_labeled"] == counts[t] and out["kappa"]["metric"] == acc[t]
+    assert out["kappa"]["left_on_table"] == pytest.approx(acc[-1] - acc[t])
+    assert out["kappa"]["labels_saved"] == counts[-1] - counts[t]
+    assert out["budget"]["cycle"] == 4 and out["budget"]["labels_saved"] == 140
+    assert out["never"] == {"cycle": None, "n_labeled": None, "metric": None,
+                            "left_on_table": None, "labels_saved": None,
+                            "evidence": out["never"]["evidence"]}  # fmt: skip
+    assert out["never"]["evidence"]["n_updates"] == 12
+
+
+def test_replay_bad_input() -> None:
+    with pytest.raises(TypeError, match="`criteria` to be a mapping"):
+        replay([KappaAverage()], predictions=[[0]])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`metric` to be a sequence"):
+        replay({"k": KappaAverage()}, predictions=[[0]], metric=0.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="one entry per cycle"):
+        replay({"k": KappaAverage()}, predictions=[[0], [1]], metric=[0.5])
 
 
 # ------------------------------------------------------------------ docs

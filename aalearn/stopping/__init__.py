@@ -25,6 +25,7 @@ from aalearn.stopping.agreement import (
     delta_f,
 )
 from aalearn.stopping.budget import MaxIterations, MaxLabeled
+from aalearn.stopping.replay import replay
 from aalearn.stopping.uncertainty import OverallUncertainty, normalized_entropy
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "cohen_kappa",
     "delta_f",
     "normalized_entropy",
+    "replay",
 ]
