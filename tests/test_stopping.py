@@ -475,8 +475,11 @@ def test_replay_matches_a_live_loop_and_leaves_the_criteria_alone() -> None:
     proba = sharpening(4, classes=3, steps=12)
     counts = [20 * (t + 1) for t in range(12)]
     acc = [0.5 + 0.04 * t for t in range(12)]
-    given = {"kappa": KappaAverage(window_size=2, kappa=0.95), "budget": MaxLabeled(max_labeled=100),
-             "never": MaxIterations(max_iterations=50)}  # fmt: skip
+    given = {
+        "kappa": KappaAverage(window_size=2, kappa=0.95),
+        "budget": MaxLabeled(max_labeled=100),
+        "never": MaxIterations(max_iterations=50),
+    }
     out = replay(given, probabilities=proba, n_labeled=counts, metric=np.array(acc))
     assert all(c.n_updates == 0 for c in given.values())
     live = KappaAverage(window_size=2, kappa=0.95)
