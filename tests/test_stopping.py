@@ -505,6 +505,7 @@ def test_replay_bad_input() -> None:
 
 
 # ------------------------------------------------------------------ docs
+@pytest.mark.slow
 def test_docs_page_runs(capsys: pytest.CaptureFixture[str]) -> None:
     text = (ROOT / "docs" / "stopping.md").read_text()
     blocks = re.findall(r"^```python\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
