@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from aalearn import stopping
 from aalearn.stopping import (
     ClassificationChange,
     DeltaFScore,
@@ -280,6 +281,17 @@ def test_tensor_and_probability_inputs_give_the_same_answers() -> None:
     assert half == run(OverallUncertainty(threshold=0.1), seq, "probabilities")
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_tensors_on_any_device(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    proba = [torch.tensor(p) for p in sharpening(5, classes=3, steps=6)]
+    expected = run(KappaAverage(window_size=2, kappa=0.9), proba, "probabilities")
+    got = run(KappaAverage(window_size=2, kappa=0.9), [p.to(device) for p in proba],
+              "probabilities")  # fmt: skip
+    assert got == expected
+
+
 def test_one_call_feeds_every_criterion() -> None:
     criteria = [
         KappaAverage(),
@@ -454,6 +466,16 @@ def test_load_state_dict_checks_before_changing_anything() -> None:
     assert target.n_updates == 0 and target.history == [] and not target.should_stop
 
 
+def test_numpy_parameters_still_give_a_json_state() -> None:
+    crit = KappaAverage(window_size=np.int64(2), kappa=np.float32(0.5))
+    run(crit, [[0, 1], [0, 1]])
+    state = _json(crit.state_dict())
+    assert state["params"] == {"window_size": 2, "kappa": 0.5}
+    again = KappaAverage(window_size=np.int64(2), kappa=np.float32(0.5))
+    again.load_state_dict(state)
+    assert again.evidence == crit.evidence
+
+
 def test_evidence_is_json_able() -> None:
     criteria = [KappaAverage(), ClassificationChange(), DeltaFScore(), OverallUncertainty()]
     for proba in sharpening(2, classes=2, steps=5):
@@ -505,6 +527,14 @@ def test_replay_bad_input() -> None:
 
 
 # ------------------------------------------------------------------ docs
+@pytest.mark.parametrize("name", sorted(set(stopping.__all__)))
+def test_public_name_documented_with_examples(name: str) -> None:
+    api = (ROOT / "docs" / "api.rst").read_text()
+    assert re.search(rf"^\.\. auto(class|function):: {name}$", api, re.MULTILINE)
+    doc = getattr(stopping, name).__doc__ or ""
+    assert re.search(r"^\s*Examples\n\s*-{3,}\n", doc, re.MULTILINE) and ">>>" in doc
+
+
 @pytest.mark.slow
 def test_docs_page_runs(capsys: pytest.CaptureFixture[str]) -> None:
     text = (ROOT / "docs" / "stopping.md").read_text()

@@ -101,6 +101,13 @@ def check_probabilities(value: Any, name: str = "probabilities") -> np.ndarray:
     return arr
 
 
+def _plain(value: Any) -> Any:
+    """A NumPy or torch scalar as the Python number it holds (JSON takes only those)."""
+    if isinstance(value, (np.generic, torch.Tensor)):
+        return value.item()
+    return value
+
+
 class StoppingCriterion:
     """Base class of the stopping criteria of :mod:`aalearn.stopping`.
 
@@ -282,7 +289,7 @@ class StoppingCriterion:
         return {
             "version": _STATE_VERSION,
             "criterion": type(self).__name__,
-            "params": self.get_params(),
+            "params": {k: _plain(v) for k, v in self.get_params().items()},
             "n_updates": self._n_updates,
             "history": list(self._history),
             "last_predictions": None if self._last is None else self._last.tolist(),
