@@ -191,6 +191,14 @@ class LabelStudioProject:
             raise LabelStudioError(f"Label Studio at {probe.url} created no project: {answer!r}")
         return cls(url, token, answer["id"], class_names, kind=kind, timeout=timeout)
 
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """Any other call of Label Studio's REST API, e.g. ``request("GET", "/api/projects/")``.
+
+        The JSON answer, decoded; errors as in :meth:`tasks`. Tests and the example use it
+        to post annotations as a scripted annotator.
+        """
+        return self._http.request(method, path, body)
+
     def tasks(self) -> list[dict[str, Any]]:
         """Every task of the project with its annotations (Label Studio's JSON export)."""
         answer = self._http.request(
