@@ -221,6 +221,20 @@ def test_unreachable_server_is_a_connection_error_naming_the_url() -> None:
         project.import_labels(pool)
     with pytest.raises(LabelStudioConnectionError, match=re.escape(url)):
         project.send([0], ["text"])
+    # Bad arguments are refused before the network is tried.
+    with pytest.raises(ValueError, match="`on_conflict` to be 'raise' or 'skip'"):
+        project.import_labels(pool, on_conflict="last")
+    with pytest.raises(TypeError, match="`pool` to be an ActivePool"):
+        project.import_labels([0, 1])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`items` to hold one item per index"):
+        project.send([0, 1], ["a"])
+    with pytest.raises(ValueError, match="unique non-negative"):
+        project.send([1, 1], ["a", "b"])
+    with pytest.raises(ValueError, match="C in 1, 3, 4"):
+        project.send([0], [np.zeros((2, 2, 2))])
+    text = LabelStudioProject(url, "t", 1, CLASSES, kind="text")
+    with pytest.raises(TypeError, match="text items to be str"):
+        text.send([0], [np.zeros((2, 2))])
     assert pool.n_labeled == 0 and pool.round == 0
 
 
@@ -256,6 +270,8 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of a fresh Label Studio server, stopped (then killed) at the module's end."""
     exe = _executable()
+    if exe is not None and not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+        pytest.fail(f"{ENV_VAR}={exe} is not an executable file")
     if exe is None:
         pytest.skip(
             f"Label Studio is not installed: set {ENV_VAR}=/path/to/label-studio (see "

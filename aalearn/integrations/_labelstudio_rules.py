@@ -21,6 +21,7 @@ __all__ = [
     "INDEX_KEY",
     "LabelImport",
     "check_class_names",
+    "check_collect_args",
     "collect_labels",
     "task_index",
 ]
@@ -121,6 +122,18 @@ def _label_of(
     return class_names.index(choices[0])
 
 
+def check_collect_args(pool: Any, on_conflict: Any) -> None:
+    """``TypeError`` / ``ValueError`` on a wrong ``pool`` or ``on_conflict``."""
+    if not isinstance(pool, ActivePool):
+        raise TypeError(
+            f"Expected argument `pool` to be an ActivePool, but got {type(pool).__name__}."
+        )
+    if on_conflict not in ("raise", "skip"):
+        raise ValueError(
+            f"Expected argument `on_conflict` to be 'raise' or 'skip', but got {on_conflict!r}."
+        )
+
+
 def collect_labels(
     tasks: Sequence[dict[str, Any]],
     class_names: tuple[str, ...],
@@ -141,14 +154,7 @@ def collect_labels(
     >>> found.indices, found.labels, found.pending
     (array([3]), array([1]), array([5]))
     """
-    if not isinstance(pool, ActivePool):
-        raise TypeError(
-            f"Expected argument `pool` to be an ActivePool, but got {type(pool).__name__}."
-        )
-    if on_conflict not in ("raise", "skip"):
-        raise ValueError(
-            f"Expected argument `on_conflict` to be 'raise' or 'skip', but got {on_conflict!r}."
-        )
+    check_collect_args(pool, on_conflict)
     answers: dict[int, dict[int, list[str]]] = {}  # index -> class -> where
     seen: set[int] = set()
     for task in tasks:

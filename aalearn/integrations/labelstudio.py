@@ -45,6 +45,7 @@ from aalearn.integrations._labelstudio_rules import (
     INDEX_KEY,
     LabelImport,
     check_class_names,
+    check_collect_args,
     collect_labels,
     task_index,
 )
@@ -200,7 +201,15 @@ class LabelStudioProject:
         return self._http.request(method, path, body)
 
     def tasks(self) -> list[dict[str, Any]]:
-        """Every task of the project with its annotations (Label Studio's JSON export)."""
+        """Every task of the project with its annotations (Label Studio's JSON export).
+
+        Raises
+        ------
+        LabelStudioConnectionError
+            No answer from the server (down, unreachable, timed out); names the URL.
+        LabelStudioError
+            An error answer (HTTP 401 for a refused token, 404 for an unknown project).
+        """
         answer = self._http.request(
             "GET",
             f"/api/projects/{self.project_id}/export",
@@ -258,6 +267,7 @@ class LabelStudioProject:
         :meth:`import_labels` is this followed by one ``pool.label`` call; the rules are
         in the module's docstring.
         """
+        check_collect_args(pool, on_conflict)  # before the network
         return collect_labels(self.tasks(), self.class_names, pool, on_conflict)
 
     def import_labels(self, pool: ActivePool, *, on_conflict: str = "raise") -> LabelImport:
@@ -275,6 +285,14 @@ class LabelStudioProject:
         -------
         LabelImport
             The indices labeled now and the state of every other task.
+
+        Raises
+        ------
+        ValueError
+            A conflict (with ``on_conflict="raise"``), an unknown label name, an
+            annotation without exactly one choice, a task without a valid index.
+        LabelStudioConnectionError, LabelStudioError
+            As :meth:`tasks`. Whatever it raises, the pool is unchanged.
         """
         found = self.collect(pool, on_conflict=on_conflict)
         if found.indices.size:
