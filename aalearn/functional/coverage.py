@@ -215,9 +215,7 @@ def _other_label_distance(x: Tensor, labels: Tensor) -> Tensor:
     return out.sqrt_()
 
 
-def ball_purity(
-    embedding: Tensor, pseudo_labels: Tensor, delta: Union[float, Tensor]
-) -> Tensor:
+def ball_purity(embedding: Tensor, pseudo_labels: Tensor, delta: Union[float, Tensor]) -> Tensor:
     r"""Fraction of pure delta-balls: :math:`\pi(\delta)` of ProbCover.
 
     The ball of ``i`` is pure iff every ``j`` with ``||x_i - x_j|| < delta`` has

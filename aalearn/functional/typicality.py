@@ -8,7 +8,7 @@ described in :mod:`aalearn.functional._kmeans`.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
