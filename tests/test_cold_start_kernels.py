@@ -19,8 +19,15 @@ import numpy as np
 import pytest
 import torch
 
-from aalearn.functional import ball_purity, probcover, probcover_delta, typiclust
-from aalearn.functional import _kmeans, coverage, typicality
+from aalearn.functional import (
+    _kmeans,
+    ball_purity,
+    coverage,
+    probcover,
+    probcover_delta,
+    typicality,
+    typiclust,
+)
 from aalearn.functional._kmeans import kmeans
 
 DEVICES = [
@@ -86,13 +93,14 @@ def test_typiclust_matches_reference_on_same_clusters(distance: str, n_labeled: 
     labeled = torch.zeros(x.shape[0], dtype=torch.bool)
     labeled[torch.randperm(x.shape[0], generator=_gen(2))[:n_labeled]] = True
     budget = 9  # with max_clusters=5 the round robin wraps around
-    picks = typiclust(
-        x, labeled, budget, max_clusters=5, distance=distance, generator=_gen(3)
-    )
+    picks = typiclust(x, labeled, budget, max_clusters=5, distance=distance, generator=_gen(3))
     k = min(n_labeled + budget, 5)
     clusters = kmeans(x, k, _gen(3))  # the same engine and seed
     ref = _reference_typiclust(
-        x.numpy(), clusters.numpy(), labeled.nonzero().squeeze(1).numpy(), budget,
+        x.numpy(),
+        clusters.numpy(),
+        labeled.nonzero().squeeze(1).numpy(),
+        budget,
         squared=distance == "sqeuclidean",
     )
     assert picks.dtype == torch.int64
