@@ -272,6 +272,23 @@ def probcover_delta(
     ``r_i >= delta``, so the answer is exact (no grid): the ``ceil(alpha N)``-th
     largest ``r_i``. Cost: one k-means and one ``O(N^2 D)`` pass in tiles.
 
+    Parameters
+    ----------
+    embedding : torch.Tensor
+        ``(N, D)`` floating point rows.
+    n_classes : int
+        Number of k-means clusters, ``2 <= n_classes <= N`` (the number of classes).
+    alpha : float
+        Purity asked of the balls, in ``(0, 1]`` (the paper's 0.95).
+    generator : torch.Generator, optional
+        Source of the k-means draws; ``None`` draws a seed from the OS.
+
+    Returns
+    -------
+    float
+        The radius, ``> 0``; ``ValueError`` when the rule finds none (duplicate rows in
+        two clusters, or a single cluster).
+
     Examples
     --------
     >>> import torch
