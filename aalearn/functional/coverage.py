@@ -57,7 +57,9 @@ def _ball_graph(x: Tensor, delta: float) -> Tuple[Tensor, Tensor]:
         for b in _tiles(n):
             if b[0] < a[0]:
                 continue
-            close = _sq_dist(x, sq, a, b) < delta * delta
+            # ||x_j||^2 - 2 x_i.x_j < delta^2 - ||x_i||^2: no pass to add the row's norm
+            part = torch.addmm(sq[b[0] : b[1]], x[a[0] : a[1]], x[b[0] : b[1]].T, alpha=-2)
+            close = part < (delta * delta - sq[a[0] : a[1]]).unsqueeze(1)
             if a == b:
                 close = close.triu_(diagonal=1)  # each pair once, never the self pair
             i, j = close.nonzero().T

@@ -39,11 +39,12 @@ def mean_knn_distance(x: Tensor, k: int, squared: bool) -> Tensor:
     out = torch.empty(n, dtype=x.dtype, device=x.device)
     for start in range(0, n, rows):
         stop = min(n, start + rows)
-        d2 = torch.addmm(sq, x[start:stop], x.T, alpha=-2).add_(sq[start:stop, None])
-        d2.clamp_(min=0)
+        # ||y||^2 - 2 x.y ranks a row's neighbours: its own ||x||^2 is added to the k kept
+        d2 = torch.addmm(sq, x[start:stop], x.T, alpha=-2)
         own = torch.arange(start, stop, device=x.device)
         d2[own - start, own] = float("inf")  # a row is not its own neighbour
         near = d2.topk(k, dim=1, largest=False, sorted=False).values
+        near = near.add_(sq[start:stop, None]).clamp_(min=0)
         out[start:stop] = (near if squared else near.sqrt()).mean(dim=1)
     return out
 
