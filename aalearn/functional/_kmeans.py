@@ -67,7 +67,8 @@ def check_embedding(embedding: Any, labeled_mask: Any) -> None:
                 f"Expected argument `labeled_mask` to have shape ({embedding.shape[0]},) like "
                 f"the rows of `embedding`, but got {tuple(labeled_mask.shape)}."
             )
-    if not bool(embedding.isfinite().all()):
+    # min and max propagate NaN and show an inf: no (N, D) temporary (isfinite makes three)
+    if not bool(torch.stack(torch.aminmax(embedding.detach())).isfinite().all()):
         raise ValueError("Expected argument `embedding` to be finite, but it has NaN or inf.")
 
 
@@ -85,9 +86,14 @@ def as_float(x: Tensor) -> Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
+def sq_norms(x: Tensor) -> Tensor:
+    """``||x_i||^2`` of every row, as one reduction (``x.square()`` would copy ``x``)."""
+    return torch.linalg.vector_norm(x, dim=1).square_()
+
+
 def nearest_center(x: Tensor, centers: Tensor) -> Tensor:
     """Index of the nearest row of ``centers`` for every row of ``x`` (ties: lowest)."""
-    c_sq = centers.square().sum(1)
+    c_sq = sq_norms(centers)
     rows = max(1, _BLOCK // max(1, centers.shape[0]))
     out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     for start in range(0, x.shape[0], rows):
@@ -108,7 +114,7 @@ def _kmeans_pp(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
     u = u.to(x.device)
     first = _draw(torch.ones(x.shape[0], device=x.device), u[0])
     centers = [first]
-    sq = x.square().sum(1)
+    sq = sq_norms(x)
 
     def d2_to(i: Tensor) -> Tensor:  # one matrix-vector product: 5x faster than x - x[i]
         return torch.addmv(sq, x, x[i].squeeze(0), alpha=-2).add_(sq[i]).clamp_(min=0)
@@ -148,7 +154,9 @@ def kmeans(
         sample = x
     centers = _kmeans_pp(sample, n_clusters, generator)
     # scikit-learn's stopping rule: total squared shift of the centers <= tol * mean variance
-    tol = _TOL * float(sample.var(dim=0).mean()) if sample.shape[0] > 1 else 0.0
+    # mean variance of the features = (mean ||x||^2 - ||mean x||^2) / D, with no (m, D) temporary
+    mean = sample.mean(dim=0)
+    tol = _TOL * max(0.0, float(sq_norms(sample).mean() - mean.square().sum())) / x.shape[1]
     labels: Optional[Tensor] = None
     for _ in range(max_iter):
         new = nearest_center(sample, centers)

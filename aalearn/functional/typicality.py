@@ -15,7 +15,13 @@ import torch
 from torch import Tensor
 
 from aalearn._validation import check_int
-from aalearn.functional._kmeans import as_float, check_embedding, kmeans, resolve_generator
+from aalearn.functional._kmeans import (
+    as_float,
+    check_embedding,
+    kmeans,
+    resolve_generator,
+    sq_norms,
+)
 
 __all__ = ["typiclust"]
 
@@ -34,7 +40,7 @@ def mean_knn_distance(x: Tensor, k: int, squared: bool) -> Tensor:
     Exact, in row blocks of ``x``: memory ``O(n k)`` plus one block, never ``n x n``.
     """
     n = x.shape[0]
-    sq = x.square().sum(1)
+    sq = sq_norms(x)
     rows = max(1, _BLOCK // n)
     out = torch.empty(n, dtype=x.dtype, device=x.device)
     for start in range(0, n, rows):
