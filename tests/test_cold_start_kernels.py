@@ -326,6 +326,8 @@ def test_probcover_validation() -> None:
         probcover(x, none, 1, delta=0.0)
     with pytest.raises(TypeError, match="`delta` to be a real number"):
         probcover(x, none, 1, delta="1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"`alpha` to be > 0.0, but got 0.0"):
+        probcover(x, none, 1, delta=1.0, alpha=0.0)
     with pytest.raises(ValueError, match="Expected argument `n_classes` when `delta` is None"):
         probcover(x, none, 1)
     with pytest.raises(ValueError, match="`n_classes` to be >= 2, but got 1"):

@@ -194,6 +194,7 @@ def probcover(
             f"Expected argument `budget` to be at most the number of unlabeled items "
             f"({n - n_labeled}), but got {budget}."
         )
+    alpha = check_number(alpha, "alpha", minimum=0.0, maximum=1.0, exclusive_minimum=True)
     if delta is not None:
         delta = check_number(delta, "delta", minimum=0.0, exclusive_minimum=True)
     elif n_classes is None:
