@@ -13,8 +13,9 @@ edge (int32 below ``2**31`` rows). The number of edges is the sum of the ball si
 about as ``delta ** d`` for an intrinsic dimension ``d``, from ``N`` (tiny delta) to
 ``N ** 2`` (delta above the diameter), so the right delta is small. Kept memory is
 ``8 (N + 1) + 4 E`` bytes; building it holds about ``20 E`` bytes at its peak (the
-pairs, one sort by source with its int64 permutation, the reordered targets): 30 bytes
-per edge were measured at 20,000 rows. The graph is built on the embedding's device in
+pairs, one sort by source with its int64 permutation, the reordered targets); 30 and
+40 bytes per edge were measured at 20,000 and 50,000 rows
+(``benchmarks/cold_start_scale.py``). The graph is built on the embedding's device in
 square tiles of at most ``2**22`` distances, each pair once (upper triangle), so the
 time is ``O(N^2 D / 2)``, and never an ``N x N`` matrix.
 """
