@@ -2,7 +2,7 @@
 
 The server is the ``label-studio`` package in its own virtual environment (its Django
 pins stay out of aalearn's): set ``AALEARN_LABEL_STUDIO`` to its ``label-studio``
-executable (``ci_labelstudio.sh`` does), or put ``label-studio`` on ``PATH``; the
+executable (``.ci/labelstudio.sh`` does), or put ``label-studio`` on ``PATH``; the
 server tests skip otherwise. ``AALEARN_LABEL_STUDIO_DB`` (optional) names a migrated
 database to start from, which saves the start most of its time. One server per module,
 on a free port of 127.0.0.1 with a temporary data directory; a scripted annotator
@@ -47,7 +47,7 @@ from aalearn.integrations.labelstudio import (
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_VAR = "AALEARN_LABEL_STUDIO"
-# Optional: a database that `label-studio version` migrated (ci_labelstudio.sh makes it).
+# Optional: a database that `label-studio version` migrated (`.ci/labelstudio.sh` makes it).
 # A fresh database costs the start ~100 s of migrations; a copy of this one, ~20 s.
 DB_ENV_VAR = "AALEARN_LABEL_STUDIO_DB"
 TOKEN = "aalearn-test-token-0123456789"
@@ -275,7 +275,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if exe is None:
         pytest.skip(
             f"Label Studio is not installed: set {ENV_VAR}=/path/to/label-studio (see "
-            "ci_labelstudio.sh: python3 -m venv ls-venv && ls-venv/bin/pip install "
+            "`.ci/labelstudio.sh`: python3 -m venv ls-venv && ls-venv/bin/pip install "
             "label-studio) or put label-studio on PATH"
         )
     data = tmp_path_factory.mktemp("label-studio")
