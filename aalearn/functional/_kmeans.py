@@ -34,7 +34,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from aalearn._validation import check_generator, check_random_state, torch_generator
+from aalearn._validation import check_generator, check_int, check_random_state, torch_generator
 
 #: Rows of the sample Lloyd's iterations run on: ``max(_SAMPLE_MIN, _SAMPLE_PER_CLUSTER k)``.
 _SAMPLE_MIN = 65_536
@@ -73,6 +73,17 @@ def check_embedding(embedding: Any, labeled_mask: Any) -> None:
     # min and max propagate NaN and show an inf: no (N, D) temporary (isfinite makes three)
     if not bool(torch.stack(torch.aminmax(embedding.detach())).isfinite().all()):
         raise ValueError("Expected argument `embedding` to be finite, but it has NaN or inf.")
+
+
+def check_budget(budget: Any, n_unlabeled: int) -> int:
+    """``budget`` as an int in ``[0, n_unlabeled]`` (the samplers' budget rule and words)."""
+    budget = check_int(budget, "budget", minimum=0)
+    if budget > n_unlabeled:
+        raise ValueError(
+            f"Expected argument `budget` to be at most the number of unlabeled items "
+            f"({n_unlabeled}), but got {budget}."
+        )
+    return budget
 
 
 def resolve_generator(generator: Any) -> torch.Generator:

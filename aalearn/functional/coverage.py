@@ -31,6 +31,7 @@ from torch import Tensor
 from aalearn._validation import check_int, check_number
 from aalearn.functional._kmeans import (
     as_float,
+    check_budget,
     check_embedding,
     kmeans,
     resolve_generator,
@@ -189,12 +190,7 @@ def probcover(
     device = embedding.device
     labeled = labeled_mask.to(device)
     n_labeled = int(labeled.sum())
-    budget = check_int(budget, "budget", minimum=0)
-    if budget > n - n_labeled:
-        raise ValueError(
-            f"Expected argument `budget` to be at most the number of unlabeled items "
-            f"({n - n_labeled}), but got {budget}."
-        )
+    budget = check_budget(budget, n - n_labeled)
     alpha = check_number(alpha, "alpha", minimum=0.0, maximum=1.0, exclusive_minimum=True)
     if delta is not None:
         delta = check_number(delta, "delta", minimum=0.0, exclusive_minimum=True)

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from aalearn._validation import check_int
+from aalearn._validation import check_int, check_options
 from aalearn.functional._kmeans import (
     as_float,
+    check_budget,
     check_embedding,
     kmeans,
     resolve_generator,
@@ -163,19 +164,11 @@ def typiclust(
     max_clusters = check_int(max_clusters, "max_clusters", minimum=1)
     min_cluster_size = check_int(min_cluster_size, "min_cluster_size", minimum=0)
     n_neighbors = check_int(n_neighbors, "n_neighbors", minimum=1)
-    if not isinstance(distance, str) or distance not in _DISTANCES:
-        raise ValueError(
-            f"Expected argument `distance` to be one of {list(_DISTANCES)}, but got {distance!r}."
-        )
+    check_options(distance, "distance", _DISTANCES)
     device = embedding.device
     labeled = labeled_mask.to(device)
     n_labeled = int(labeled.sum())
-    budget = check_int(budget, "budget", minimum=0)
-    if budget > n - n_labeled:
-        raise ValueError(
-            f"Expected argument `budget` to be at most the number of unlabeled items "
-            f"({n - n_labeled}), but got {budget}."
-        )
+    budget = check_budget(budget, n - n_labeled)
     if clusters is not None:
         if not isinstance(clusters, Tensor) or clusters.dtype.is_floating_point:
             raise TypeError("Expected argument `clusters` to be an integer torch.Tensor.")

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Union
-
 import numpy as np
 from torch import nn
 
-from aalearn._validation import RandomState, torch_generator
+from aalearn._validation import torch_generator
 from aalearn.functional.badge_seeding import badge
-from aalearn.inference import InferenceConfig
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler
 
@@ -56,14 +52,6 @@ class BADGESampler(BaseSampler):
     >>> len(set(picked.tolist())), bool((picked == sampler.select(model, pool, 5)).all())
     (5, True)
     """
-
-    def __init__(
-        self,
-        *,
-        inference: Union[InferenceConfig, Mapping[str, Any], None] = None,
-        random_state: RandomState = None,
-    ) -> None:
-        super().__init__(inference=inference, random_state=random_state)
 
     def _select(
         self, model: nn.Module, pool: ActivePool, budget: int, rng: np.random.Generator

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
-from aalearn._validation import RandomState
-from aalearn.inference import InferenceConfig
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler
 
@@ -44,14 +41,6 @@ class RandomSampler(BaseSampler):
     """
 
     requires_model = False
-
-    def __init__(
-        self,
-        *,
-        inference: Union[InferenceConfig, Mapping[str, Any], None] = None,
-        random_state: RandomState = None,
-    ) -> None:
-        super().__init__(inference=inference, random_state=random_state)
 
     def _select(
         self, model: Any, pool: ActivePool, budget: int, rng: np.random.Generator
