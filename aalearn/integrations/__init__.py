@@ -1,0 +1,1 @@
+"""Integrations with trainers and annotation tools; import each submodule explicitly."""
