@@ -7,14 +7,18 @@ the ``hf`` extra (``pip install 'aalearn[hf]'``).
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 import aalearn
 
@@ -32,7 +36,11 @@ from aalearn.integrations.huggingface import (  # noqa: E402
     select_after_training,
 )
 
+from .test_distributed import _free_port  # noqa: E402
+
 N, T, VOCAB, CLASSES, BUDGET, CYCLES = 120, 8, 30, 3, 12, 3
+#: Hard limit of the 2-rank launch: start-up (imports of transformers) plus 3 trainings.
+LAUNCH_TIMEOUT = 240.0
 
 
 def tiny_bert(seed: int) -> Any:
@@ -128,37 +136,108 @@ def test_callback_bad_arguments(kwargs, error, match):
 
 
 # ------------------------------------------------------------------- loop
-def test_three_cycles_with_a_real_trainer(tmp_path):
+def _loop(out: Path) -> dict:
+    """The user's loop: one callback, a new model and Trainer per cycle on pool_datasets."""
     data = token_dataset()
     pool = aalearn.ActivePool(data)
     pool.label(pool.random_unlabeled(24, random_state=0))
     callback = ActiveLearningTrainerCallback(_sampler(), pool, BUDGET, oracle=_oracle(data))
+    run: dict[str, list] = {"before": [], "weights": [], "steps": [], "sizes": [], "world": []}
     for cycle in range(CYCLES):
-        before = pool.state_dict()
+        run["before"].append(pool.state_dict())
         labeled, _ = pool_datasets(pool)
-        model = tiny_bert(cycle)
-        initial = {k: v.clone() for k, v in model.state_dict().items()}
         trainer = transformers.Trainer(
-            model=model, args=_args(tmp_path), train_dataset=labeled, callbacks=[callback]
+            model=tiny_bert(cycle), args=_args(out), train_dataset=labeled, callbacks=[callback]
         )
         trainer.train()
-        assert trainer.state.global_step == 4 * -(-len(labeled) // 16)  # every labeled item
-        assert any(not torch.equal(v, initial[k]) for k, v in model.state_dict().items())
-        # the picks are those of the sampler on the trained model and the pool before
+        run["weights"].append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+        run["steps"].append(trainer.state.global_step)
+        run["sizes"].append(len(labeled))
+        run["world"].append(callback.world_size_)
+    run["picked"] = list(callback.history_)
+    run["after"] = pool.state_dict()
+    return run
+
+
+def _check_loop(run: dict) -> None:
+    """Each cycle's picks are the sampler's, run unsharded on that cycle's weights and pool."""
+    data = token_dataset()
+    for cycle, (before, weights) in enumerate(zip(run["before"], run["weights"])):
+        model = tiny_bert(cycle)
+        assert any(not torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+        model.load_state_dict(weights)
         reference = aalearn.ActivePool(data)
         reference.load_state_dict(before)
         want = _sampler().select(model, reference, BUDGET)
-        np.testing.assert_array_equal(callback.picked_, want)
-        assert callback.world_size_ == 1
-        assert not reference.labeled_mask[callback.picked_].any()
-        np.testing.assert_array_equal(select_after_training(trainer, _sampler(), reference, 5),
-                                      want[:5])  # fmt: skip
-    picked = np.concatenate(callback.history_)
+        np.testing.assert_array_equal(run["picked"][cycle], want)
+        assert not reference.labeled_mask[want].any()
+    picked = np.concatenate(run["picked"])
+    pool = aalearn.ActivePool(data)
+    pool.load_state_dict(run["after"])
     assert np.unique(picked).size == CYCLES * BUDGET and pool.n_labeled == 24 + CYCLES * BUDGET
     np.testing.assert_array_equal(pool.labels(picked), data[:]["label"].numpy()[picked])
     np.testing.assert_array_equal(
         pool.labeled_round[picked], np.repeat(np.arange(1, 1 + CYCLES), BUDGET)
     )
+    assert run["sizes"] == [24 + c * BUDGET for c in range(CYCLES)]
+
+
+def test_three_cycles_with_a_real_trainer(tmp_path):
+    run = _loop(tmp_path)
+    assert run["world"] == [1] * CYCLES
+    assert run["steps"] == [4 * math.ceil(n / 16) for n in run["sizes"]]  # every labeled item
+    _check_loop(run)
+    # select_after_training: the same selection as a function
+    data = token_dataset()
+    pool = aalearn.ActivePool(data)
+    pool.load_state_dict(run["before"][-1])
+    model = tiny_bert(0)
+    model.load_state_dict(run["weights"][-1])
+    trainer = transformers.Trainer(model=model, args=_args(tmp_path))
+    picked = select_after_training(trainer, _sampler(), pool, 5)
+    np.testing.assert_array_equal(picked, run["picked"][-1][:5])
+
+
+def _ddp_rank(rank: int, port: int, out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+        WORLD_SIZE="2", LOCAL_WORLD_SIZE="2", GROUP_RANK="0", TORCHELASTIC_RUN_ID="aalearn-test",
+        GLOO_SOCKET_IFNAME="lo", HF_HUB_OFFLINE="1",
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    run = _loop(Path(out))
+    torch.save(run, Path(out) / f"rank{rank}.pt")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_gloo_available(), reason="needs torch.distributed gloo")
+def test_torchrun_ranks_share_the_selection(tmp_path):
+    """2 ranks launched as torchrun does: the Trainer's process group shards the selection."""
+    ctx = mp.start_processes(
+        _ddp_rank, args=(_free_port(), str(tmp_path)), nprocs=2, join=False, start_method="spawn"
+    )
+    deadline = time.monotonic() + LAUNCH_TIMEOUT
+    try:
+        while not ctx.join(timeout=1.0):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the 2 ranks did not finish in {LAUNCH_TIMEOUT} s")
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.kill()
+    runs = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    assert runs[0]["world"] == runs[1]["world"] == [2] * CYCLES  # sharded over the 2 ranks
+    for a, b in zip(runs[0]["picked"], runs[1]["picked"]):
+        np.testing.assert_array_equal(a, b)
+    for key in runs[0]["after"]:  # the pools stayed identical
+        np.testing.assert_array_equal(runs[0]["after"][key], runs[1]["after"][key])
+    for wa, wb in zip(runs[0]["weights"], runs[1]["weights"]):  # DDP kept the weights in sync
+        for key in wa:
+            torch.testing.assert_close(wa[key], wb[key])
+    # each rank trained on its half of the labeled items
+    assert runs[0]["steps"] == [4 * math.ceil(math.ceil(n / 2) / 16) for n in runs[0]["sizes"]]
+    _check_loop(runs[0])  # the picks equal one unsharded process's, cycle by cycle
 
 
 def test_label_false_leaves_the_pool(tmp_path):
