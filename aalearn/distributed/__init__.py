@@ -22,13 +22,14 @@ what happens when a rank fails.
 """
 
 from aalearn.distributed.partition import shard_indices
-from aalearn.distributed.sampler import ShardedSampler, current_shard, save_on_rank0
+from aalearn.distributed.sampler import ShardedSampler, Timeout, current_shard, save_on_rank0
 from aalearn.distributed.shard import RankFailedError, Shard
 
 __all__ = [
     "RankFailedError",
     "Shard",
     "ShardedSampler",
+    "Timeout",
     "current_shard",
     "save_on_rank0",
     "shard_indices",
