@@ -18,7 +18,8 @@ import pytest
 import aalearn
 import aalearn.inference
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 API = (DOCS / "api.rst").read_text()
 PUBLIC = [name for name in aalearn.__all__ if name != "__version__"]
 # A NumPy-style "Examples" section (napoleon also reads "Example").
@@ -92,6 +93,10 @@ SHOWN = {"bash", "console", "text", "toml", "ini", "json", "yaml"}
 CODE_DIRECTIVES = ("{code-block}", "{code}", "{code-cell}", "{sourcecode}")
 # A page whose code takes long says so with this line; its test is then marked slow.
 SLOW_PAGE = "<!-- docs-test: slow -->"
+# A page whose code needs what only another test sets up (a real Label Studio server, a
+# framework's launcher) names that test with this line; it runs the page's blocks as
+# written, and this module checks that it really reads the page.
+RUN_BY = re.compile(r"<!-- docs-test: run by (?P<test>tests/[\w/]+\.py) -->")
 OPENING = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`\n]*)$")
 
 
@@ -141,9 +146,24 @@ def _runnable_pages() -> list[Any]:
     for page in PAGES:
         if not any(language == RUN for _, language, _ in _fenced_blocks(page)):
             continue
-        slow = SLOW_PAGE in (DOCS / page).read_text()
-        params.append(pytest.param(page, marks=[pytest.mark.slow] if slow else [], id=page))
+        text = (DOCS / page).read_text()
+        marks = [pytest.mark.slow] if SLOW_PAGE in text else []
+        other = RUN_BY.search(text)
+        if other is not None:
+            marks.append(pytest.mark.skip(reason=f"its blocks run in {other['test']}"))
+        params.append(pytest.param(page, marks=marks, id=page))
     return params
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_page_run_elsewhere_is_read_by_that_test(page: str) -> None:
+    """The test a page names as running its code exists and reads that page."""
+    other = RUN_BY.search((DOCS / page).read_text())
+    if other is None:
+        return
+    test = ROOT / other["test"]
+    assert test.is_file(), f"docs/{page} names {other['test']}, which does not exist"
+    assert page in test.read_text(), f"{other['test']} does not read docs/{page}"
 
 
 @pytest.mark.parametrize("page", PAGES)
