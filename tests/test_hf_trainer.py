@@ -212,6 +212,7 @@ def _ddp_rank(rank: int, port: int, out: str) -> None:
 
 
 @pytest.mark.skipif(not dist.is_gloo_available(), reason="needs torch.distributed gloo")
+@pytest.mark.slow
 def test_torchrun_ranks_share_the_selection(tmp_path):
     """2 ranks launched as torchrun does: the Trainer's process group shards the selection."""
     ctx = mp.start_processes(

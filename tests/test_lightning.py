@@ -255,6 +255,7 @@ def _ddp_rank(rank: int, port: int, out: str) -> None:
 
 
 @pytest.mark.skipif(not dist.is_gloo_available(), reason="needs torch.distributed gloo")
+@pytest.mark.slow
 def test_ddp_picks_equal_the_single_process_picks(tmp_path):
     ctx = mp.start_processes(
         _ddp_rank, args=(_free_port(), str(tmp_path)), nprocs=2, join=False, start_method="spawn"
