@@ -43,7 +43,8 @@ def test_every_sampler_takes_inference_and_random_state_only(cls):
 def test_sklearn_clone(cls, setup):
     base = pytest.importorskip("sklearn.base")
     model, pool = setup
-    kwargs = {"epochs": 1} if cls in (aalearn.AALUSampler, aalearn.AdversarialSampler) else {}
+    trains = cls in (aalearn.AALUSampler, aalearn.AdversarialSampler)
+    kwargs = {"epochs": 1, "min_iterations": 0} if trains else {}
     sampler = cls(inference={"device": "cpu", "batch_size": 64}, random_state=3, **kwargs)
     twin = base.clone(sampler)
     assert twin is not sampler and type(twin) is cls
