@@ -54,3 +54,14 @@ def trained_model(dataset: TensorDataset, indices: np.ndarray, epochs: int = 30)
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
     return model
+
+
+@pytest.fixture()
+def one_thread():
+    """torch on one thread for the test (float reductions in one fixed order), then restored."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
