@@ -225,7 +225,9 @@ def test_bad_arguments(digits_pool, kwargs, exc, match):
 @pytest.mark.slow
 def test_score_is_what_select_ranks(digits_pool, representation):
     pool, model = digits_pool
-    kw = RAW if representation == "raw" else {"epochs": 1, **NETS}
+    # The features form forms its batch by k-center (AALU's default); top-k is what ranks.
+    features = {"epochs": 1, "min_iterations": 0, "batch": "topk", **NETS}
+    kw = RAW if representation == "raw" else features
     make = lambda: AdversarialSampler(inference={"device": "cpu"}, random_state=2, **kw)  # noqa: E731
     scores = make().score(model, pool)
     unl = pool.unlabeled_indices
