@@ -10,11 +10,15 @@ repeat picked the same items.
     python benchmarks/aalu_select_time.py --repeats 5
     python benchmarks/aalu_select_time.py --repeats 5 --threads 2
     python benchmarks/aalu_select_time.py --repeats 1 --profile prof.out
+
+Run it with the checkout to measure on ``PYTHONPATH`` (the numbers in
+``docs/benchmarks.md``, *AALU select time*, compare two checkouts that way).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import statistics
 import sys
@@ -25,9 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "examples"))
+# The quickstart's model and training loop (aalearn itself comes from the environment).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
 import aalearn  # noqa: E402
 
@@ -117,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"median {statistics.median(times):.2f} s over {len(times)} (min {min(times):.2f}, "
         f"max {max(times):.2f}); load {load0:.1f} -> {os.getloadavg()[0]:.1f}; "
-        f"same picks every repeat: {same}; first picks {picks[0][:8]}",
+        f"same picks every repeat: {same}; picks {picks[0][:6]}... (sha1 "
+        f"{hashlib.sha1(str(picks[0]).encode()).hexdigest()[:12]})",
         flush=True,
     )
 
