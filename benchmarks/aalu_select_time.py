@@ -32,16 +32,15 @@ import torch
 # The quickstart's model and training loop (aalearn itself comes from the environment).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
-import aalearn  # noqa: E402
+import aalearn
 
 
 def quickstart_pool(seed: int = 0) -> tuple[aalearn.ActivePool, torch.nn.Module, int]:
     """The quickstart's pool after its first training (cycle 0), and its budget."""
+    import quickstart  # examples/quickstart.py
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     from torch.utils.data import TensorDataset
-
-    import quickstart  # examples/quickstart.py
 
     digits = load_digits()
     x = torch.tensor(digits.data / 16.0, dtype=torch.float32)

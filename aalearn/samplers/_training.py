@@ -215,7 +215,8 @@ def _train(
 
     Each step draws a fresh pair of batches (``draw``), except the first step of a
     phase that follows another: it reuses the last batch, as VAAL's reference trains
-    its discriminator on the VAE's last batch. The loop runs on at most :data:`_TRAIN_THREADS` CPU threads (:func:`_cpu_threads`).
+    its discriminator on the VAE's last batch. The loop runs on at most
+    :data:`_TRAIN_THREADS` CPU threads (:func:`_cpu_threads`).
     """
     progress.start()
     with _cpu_threads(_TRAIN_THREADS):
@@ -239,12 +240,14 @@ def _cpu_threads(limit: int) -> Iterator[None]:
 
     The selectors' networks are MLPs of a few hundred units on batches of a few
     hundred rows: each operation takes tens of microseconds, too little to share
-    between threads. Spread over two threads they run no faster on an idle 2-core
-    machine, and on a loaded one every operation waits for the slower thread
-    (OpenMP's barrier), which made a selection 7x slower (``docs/benchmarks.md``,
+    between threads. On a loaded machine every operation split over two threads
+    waits for the slower one (OpenMP's barrier): 300 iterations of AALU's default
+    selector took 7 to 15x longer on two threads than on one (``docs/benchmarks.md``,
     *AALU select time*). The caller's setting is restored exactly, also on error;
-    a lower setting is never raised. On CUDA only the host side runs here, so the
-    limit changes nothing there.
+    a lower setting is never raised. On CUDA the loop runs no CPU kernels, so the
+    limit changes nothing there. The thread count changes the float results (the
+    reductions split differently): the label-efficiency benchmark always trained on
+    one thread, so its figures are those of this path.
     """
     before = torch.get_num_threads()
     if before <= limit:
