@@ -1,11 +1,14 @@
 """Progress of selector training: a bar on a terminal, plain lines, or a callback.
 
 ``progress=None`` (the samplers' default) shows a bar on stderr when stderr is a
-terminal and nothing otherwise; ``True`` always reports (a bar, or plain lines when
-stderr is not a terminal or ``tqdm`` is not installed); ``False`` is silent; a
-callable is called as ``progress(epoch, losses)`` after each epoch. The first line
-says how many iterations the schedule implies. ``tqdm`` is optional (the
-``progress`` extra) and imported only when a bar is drawn. Private.
+terminal; otherwise it prints plain lines, but only once the training has run for
+:data:`QUIET_SECONDS`, so that short trainings stay silent in logs and pipes.
+``True`` always reports from the start (a bar, or plain lines when stderr is not a
+terminal or ``tqdm`` is not installed); ``False`` is silent; a callable is called as
+``progress(epoch, losses)`` after each epoch. The first line says how many
+iterations the schedule implies; plain lines end with one that gives the time.
+``tqdm`` is optional (the ``progress`` extra) and imported only when a bar is drawn.
+Private.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ ProgressFn = Callable[[int, dict[str, float]], None]
 
 #: Plain lines: at most this many, evenly spread over the epochs (and the last one).
 _PLAIN_LINES = 10
+
+#: ``progress=None`` without a terminal: seconds of training before the first plain line.
+QUIET_SECONDS = 3.0
 
 
 class _Meter(Protocol):
@@ -78,7 +84,10 @@ class TrainingProgress:
         schedule: list[int],
         detail: str = "",
         stream: Any = None,
+        clock: Callable[[], float] = time.perf_counter,
+        quiet_seconds: Optional[float] = None,
     ) -> None:
+        self.clock = clock
         self.stream = sys.stderr if stream is None else stream
         self.name = name
         self.schedule = schedule
@@ -89,9 +98,13 @@ class TrainingProgress:
         self.mode = "off"
         if self.callback is not None:
             self.mode = "callback"
-        elif progress is True or (progress is None and tty):
+        elif progress is True or progress is None:
             self.mode = "bar" if tty and _tqdm() is not None else "lines"
         self.active = self.mode != "off"
+        # Plain lines by default (no terminal) wait until the training has run this long.
+        quiet = QUIET_SECONDS if quiet_seconds is None else quiet_seconds
+        self._quiet = quiet if progress is None and self.mode == "lines" else 0.0
+        self._printing = False
         self._bar: Optional[Any] = None
         self._done = 0
         self._start = 0.0
@@ -106,10 +119,14 @@ class TrainingProgress:
             f"({len(self.schedule)} epochs{extra})"
         )
 
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
+
     def start(self) -> None:
-        self._start = time.perf_counter()
-        if self.mode in ("bar", "lines"):
-            print(self.headline(), file=self.stream, flush=True)
+        self._start = self.clock()
+        if self.mode == "bar" or (self.mode == "lines" and self._quiet <= 0):
+            self._printing = True
+            self._print(self.headline())
         if self.mode == "bar":
             tqdm = _tqdm()
             assert tqdm is not None
@@ -125,18 +142,27 @@ class TrainingProgress:
         elif self._bar is not None:
             self._bar.set_postfix_str(_losses_text(losses, short=True), refresh=False)
             self._bar.update(n_iter)
-        elif epoch in self._report_at:
-            elapsed = time.perf_counter() - self._start
-            left = elapsed * (self.total - self._done) / max(1, self._done)
-            print(
-                f"{self.name}: epoch {epoch}/{len(self.schedule)}, iteration "
-                f"{self._done:,}/{self.total:,}; {_losses_text(losses)}; "
-                f"{_duration(elapsed)} elapsed, {_duration(left)} left",
-                file=self.stream,
-                flush=True,
-            )
+        else:
+            elapsed = self.clock() - self._start
+            first = not self._printing and elapsed > self._quiet
+            if first:  # the deferred start of the default plain lines
+                self._printing = True
+                self._print(self.headline())
+            if self._printing and (first or epoch in self._report_at):
+                left = elapsed * (self.total - self._done) / max(1, self._done)
+                self._print(
+                    f"{self.name}: epoch {epoch}/{len(self.schedule)}, iteration "
+                    f"{self._done:,}/{self.total:,}; {_losses_text(losses)}; "
+                    f"{_duration(elapsed)} elapsed, {_duration(left)} left"
+                )
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        elif self.mode == "lines" and self._printing:
+            self._printing = False
+            self._print(
+                f"{self.name}: trained the selector, {self._done:,} iterations in "
+                f"{_duration(self.clock() - self._start)}"
+            )

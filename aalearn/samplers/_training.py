@@ -32,6 +32,9 @@ from ._progress import ProgressFn, TrainingProgress
 #: Eager steps before a CUDA graph is captured (PyTorch's recipe warms up on a side stream).
 _GRAPH_WARMUP = 3
 
+#: At most this many CPU threads while a selector trains (see :func:`_cpu_threads`).
+_TRAIN_THREADS = 1
+
 T = TypeVar("T")
 
 #: What ``progress=`` accepts: ``None`` (a bar when stderr is a terminal), a bool, a callable.
@@ -212,21 +215,49 @@ def _train(
 
     Each step draws a fresh pair of batches (``draw``), except the first step of a
     phase that follows another: it reuses the last batch, as VAAL's reference trains
-    its discriminator on the VAE's last batch.
+    its discriminator on the VAE's last batch. The loop runs on at most
+    :data:`_TRAIN_THREADS` CPU threads (:func:`_cpu_threads`).
     """
     progress.start()
-    for epoch, n_iter in enumerate(schedule, 1):
-        for _ in range(n_iter):
-            for p, phase in enumerate(phases):
-                for r in range(phase.repeats):
-                    if r or not p:
-                        draw()
-                    if phase.before is not None:
-                        phase.before()
-                    phase.step()
-        if n_iter:
-            progress.update(epoch, n_iter, meter)
+    with _cpu_threads(_TRAIN_THREADS):
+        for epoch, n_iter in enumerate(schedule, 1):
+            for _ in range(n_iter):
+                for p, phase in enumerate(phases):
+                    for r in range(phase.repeats):
+                        if r or not p:
+                            draw()
+                        if phase.before is not None:
+                            phase.before()
+                        phase.step()
+            if n_iter:
+                progress.update(epoch, n_iter, meter)
     progress.close()
+
+
+@contextlib.contextmanager
+def _cpu_threads(limit: int) -> Iterator[None]:
+    """Run the block on at most ``limit`` intra-op CPU threads, then restore the caller's count.
+
+    The selectors' networks are MLPs of a few hundred units on batches of a few
+    hundred rows: each operation takes tens of microseconds, too little to share
+    between threads. On a loaded machine every operation split over two threads
+    waits for the slower one (OpenMP's barrier): 300 iterations of AALU's default
+    selector took 7 to 15x longer on two threads than on one (``docs/benchmarks.md``,
+    *AALU select time*). The caller's setting is restored exactly, also on error;
+    a lower setting is never raised. On CUDA the loop runs no CPU kernels, so the
+    limit changes nothing there. The thread count changes the float results (the
+    reductions split differently): the label-efficiency benchmark always trained on
+    one thread, so its figures are those of this path.
+    """
+    before = torch.get_num_threads()
+    if before <= limit:
+        yield
+        return
+    torch.set_num_threads(limit)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------- helpers

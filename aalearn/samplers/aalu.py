@@ -129,11 +129,13 @@ class AALUSampler(FeatureSelectorSampler):
     an unlabeled batch of ``selector_batch_size`` (fewer if a part is smaller),
     reshuffled on each pass, from the feature matrix that stays on ``device``: no
     ``DataLoader``, and no host synchronisation inside the loop (losses are read back
-    once per epoch, only when progress is shown). On CUDA each kind of step (VAE,
+    once per epoch, unless ``progress=False``). On CUDA each kind of step (VAE,
     ``A``) is recorded once in a CUDA graph and replayed: the MLPs are so small that
     launching their few hundred kernels from Python would otherwise cost more than
     running them (7x on an H200). The results match eager training; a failed capture
-    warns and falls back to eager.
+    warns and falls back to eager. The training runs on one CPU thread whatever
+    ``torch.get_num_threads()`` says (restored after, also on error): these MLPs gain
+    nothing from a second thread and lose up to 15x on a loaded machine.
 
     **The batch.** ``batch="topk"`` (the paper) returns the ``budget`` highest scores.
     Their picks pile up in a few classes (the adversarial term prefers what looks
@@ -205,9 +207,11 @@ class AALUSampler(FeatureSelectorSampler):
         Standardise the features before training.
     progress : bool, callable or None
         ``None`` (default): a progress bar on stderr (iterations, losses, time left)
-        when stderr is a terminal, nothing otherwise; its first line says how many
-        iterations the schedule implies. ``True``: always (plain lines without a
-        terminal or without ``tqdm``, the ``progress`` extra). ``False``: silent.
+        when stderr is a terminal; otherwise plain lines, but only once the training
+        has run for 3 s (short selections stay silent); the first line says how many
+        iterations the schedule implies, the last one the time taken. ``True``: from
+        the start (plain lines without a terminal or without ``tqdm``, the
+        ``progress`` extra). ``False``: silent.
         A callable is called as ``progress(epoch, losses)`` after each epoch,
         ``losses`` the mean of each loss term over the epoch. Silent training reads
         nothing back from the device.
