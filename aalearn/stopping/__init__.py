@@ -25,7 +25,7 @@ from aalearn.stopping.agreement import (
     delta_f,
 )
 from aalearn.stopping.budget import MaxIterations, MaxLabeled
-from aalearn.stopping.replay import replay
+from aalearn.stopping.recorded import replay
 from aalearn.stopping.uncertainty import OverallUncertainty, normalized_entropy
 
 __all__ = [
