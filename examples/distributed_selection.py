@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
                     f"  selected {budget} in {time.perf_counter() - start:.2f} s, "
                     f"{sampler.bytes_communicated_} bytes exchanged by each rank"
                 )
+        # Every rank reaches the end before any tears the group down: a rank that
+        # destroyed it while rank 0 still evaluated made rank 0 abort in gloo.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
