@@ -28,8 +28,11 @@ __all__ = ["batches", "inference_device", "preserve_mode", "set_mc_dropout"]
 
 
 @contextlib.contextmanager
-def preserve_mode(model: nn.Module) -> Iterator[nn.Module]:
+def preserve_mode(model: Any) -> Iterator[Any]:
     """Record every submodule's ``training`` flag and restore it exactly on exit.
+
+    Anything that is not a :class:`torch.nn.Module` (``None`` for a sampler that reads
+    no model) has no flags: the context does nothing.
 
     Examples
     --------
@@ -41,7 +44,7 @@ def preserve_mode(model: nn.Module) -> Iterator[nn.Module]:
     >>> model.training
     True
     """
-    flags = [(m, m.training) for m in model.modules()]
+    flags = [(m, m.training) for m in model.modules()] if isinstance(model, nn.Module) else []
     try:
         yield model
     finally:

@@ -36,11 +36,6 @@ from ._params import ParamsMixin
 __all__ = ["BaseSampler", "Sampler"]
 
 
-def _preserved(model: Any) -> Any:
-    """:func:`~aalearn.inference.preserve_mode` for a module; nothing for anything else."""
-    return preserve_mode(model) if isinstance(model, nn.Module) else contextlib.nullcontext()
-
-
 @runtime_checkable
 class Sampler(Protocol):
     """What aalearn calls a sampler: a strategy that picks the next items to label.
@@ -216,7 +211,7 @@ class BaseSampler(ParamsMixin):
         if budget == 0:
             return np.empty(0, dtype=np.int64)
         rng = check_random_state(self.random_state)
-        with _preserved(model):
+        with preserve_mode(model):
             picked = self._select(model, pool, budget, rng)
         return self._check_output(picked, pool, budget)
 
@@ -260,7 +255,7 @@ class BaseSampler(ParamsMixin):
         self._validate_params()
         idx = check_unlabeled_indices(indices, pool)
         rng = check_random_state(self.random_state)
-        with _preserved(model):
+        with preserve_mode(model):
             scores = self._score(model, pool, idx, rng)
         return np.asarray(scores)
 
