@@ -7,6 +7,7 @@ items to label next and keeps track of the labeled and unlabeled pools.
 """
 
 from aalearn import functional
+from aalearn.history import History
 from aalearn.inference import InferenceConfig, InferenceOutputs, collect, stream
 from aalearn.pool import ActivePool, PoolSubset
 from aalearn.samplers import (
@@ -33,6 +34,7 @@ __all__ = [
     "BaseSampler",
     "BatchBALDSampler",
     "CoreSetSampler",
+    "History",
     "InferenceConfig",
     "InferenceOutputs",
     "PoolSubset",

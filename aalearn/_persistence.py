@@ -19,7 +19,7 @@ import numpy as np
 
 from aalearn._pool_state import STATE_KEYS
 
-__all__ = ["read_archive", "write_atomically"]
+__all__ = ["HISTORY_MAX_BYTES", "read_archive", "write_atomically"]
 
 _TMP_SUFFIX = ".aalearn-tmp"
 #: Random temporary names tried before giving up (each is 48 random bits).
@@ -32,6 +32,9 @@ _NPY_HEADER_BYTES = 4096
 _ZIP_OVERHEAD_BYTES = 1 << 17
 #: General-purpose flag bit 0 of a zip member: encrypted.
 _ZIP_ENCRYPTED = 0x1
+#: The largest :class:`~aalearn.History` a pool archive holds (its optional ``history.npy``
+#: member, JSON text as bytes): 16 MiB, some 50,000 cycles with a few metrics each.
+HISTORY_MAX_BYTES = 1 << 24
 
 
 def write_atomically(path: str, arrays: dict[str, Any]) -> None:
@@ -154,10 +157,14 @@ def read_archive(path: str, n_items: int) -> dict[str, Any]:
     archive can be; its zip directory holds exactly the state's members, each stored or
     deflated, unencrypted and no larger than a state of ``n_items`` items needs; each
     member's ``.npy`` header declares at most that many plain (not object) elements;
-    then exactly the declared bytes are read.
+    then exactly the declared bytes are read. The one optional member, ``history.npy``
+    (a saved :class:`~aalearn.History`), is returned as ``state["history"]``, a ``uint8``
+    array of at most :data:`HISTORY_MAX_BYTES`.
     """
     rows = {k: n_items if k in ("labeled_round", "labels", "has_label") else 1 for k in STATE_KEYS}
     limits = {k: _NPY_HEADER_BYTES + 8 * r for k, r in rows.items()}
+    rows["history"] = HISTORY_MAX_BYTES  # bytes: read with itemsize 1
+    limits["history"] = _NPY_HEADER_BYTES + HISTORY_MAX_BYTES
     with _open_regular_file(path) as fh:
         size = os.fstat(fh.fileno()).st_size
         most = sum(limits.values()) * 2 + _ZIP_OVERHEAD_BYTES  # x2: deflate's worst case
@@ -171,19 +178,21 @@ def read_archive(path: str, n_items: int) -> dict[str, Any]:
         fh.seek(0)
         with zipfile.ZipFile(fh) as zf:
             infos = {info.filename: info for info in zf.infolist()}
-            expected = {f"{k}.npy" for k in STATE_KEYS}
+            expected = {f"{k}.npy" for k in (*STATE_KEYS, "history")}
             extra = sorted(set(infos) - expected)
             if extra:
                 raise ValueError(f"not a pool archive: unexpected member(s) {extra}.")
             missing = sorted(k for k in STATE_KEYS if f"{k}.npy" not in infos)
             if missing:
                 raise ValueError(f"not a pool archive: member(s) {missing} are missing.")
-            for key in STATE_KEYS:
+            keys = [k for k in (*STATE_KEYS, "history") if f"{k}.npy" in infos]
+            for key in keys:
                 _check_member(infos[f"{key}.npy"], limits[key], n_items)
             state: dict[str, Any] = {}
-            for key in STATE_KEYS:
+            for key in keys:
                 with zf.open(infos[f"{key}.npy"]) as member:
-                    state[key] = _read_npy(member, f"{key}.npy", rows[key], n_items)
+                    itemsize = 1 if key == "history" else 8
+                    state[key] = _read_npy(member, f"{key}.npy", rows[key], n_items, itemsize)
     return state
 
 
@@ -223,8 +232,13 @@ def _check_member(info: zipfile.ZipInfo, limit: int, n_items: int) -> None:
         )
 
 
-def _read_npy(member: IO[bytes], name: str, rows: int, n_items: int) -> np.ndarray:
-    """The array in ``member``, its header checked before its data is read (no pickle)."""
+def _read_npy(
+    member: IO[bytes], name: str, rows: int, n_items: int, itemsize: int = 8
+) -> np.ndarray:
+    """The array in ``member``, its header checked before its data is read (no pickle).
+
+    At most ``rows`` elements and ``itemsize * rows`` bytes.
+    """
     fmt = np.lib.format
     version = fmt.read_magic(member)
     if version == (1, 0):
@@ -240,10 +254,10 @@ def _read_npy(member: IO[bytes], name: str, rows: int, n_items: int) -> np.ndarr
             f"member {name!r} declares shape {shape} of dtype {dtype}; a pool state holds "
             "plain 0-d and 1-d arrays."
         )
-    if count > rows or nbytes > 8 * rows:
+    if count > rows or nbytes > itemsize * rows:
         raise ValueError(
             f"corrupt pool archive: member {name!r} declares shape {shape} of dtype {dtype} "
-            f"({nbytes} bytes), more than a state of {n_items} items holds ({8 * rows})."
+            f"({nbytes} bytes), more than a state of {n_items} items holds ({itemsize * rows})."
         )
     data = member.read(nbytes)
     if len(data) != nbytes:

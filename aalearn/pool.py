@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from aalearn._history_state import decode, encode
 from aalearn._persistence import read_archive, write_atomically
 from aalearn._pool_state import (
     MAX_ROUND,
@@ -27,6 +28,7 @@ from aalearn._pool_state import (
     check_state,
 )
 from aalearn._validation import RandomState, check_int, check_random_state
+from aalearn.history import History, check_history
 from aalearn.pool_subset import DEFAULT_LABEL_KEYS, PoolSubset
 
 __all__ = ["DEFAULT_LABEL_KEYS", "ActivePool", "IndexLike", "PoolSubset"]
@@ -338,8 +340,8 @@ class ActivePool:
         self._round = rnd
         self._refresh()
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
-        """Write the state to ``path`` as a NumPy ``.npz`` archive, atomically.
+    def save(self, path: Union[str, os.PathLike], *, history: Optional[History] = None) -> None:
+        """Write the state (and ``history``, if given) to ``path`` as an ``.npz``, atomically.
 
         The archive is written to a new temporary file next to ``path``
         (``.<digest of the name>.<pid>.<random>.aalearn-tmp``, short whatever the length
@@ -349,16 +351,24 @@ class ActivePool:
         survives a power loss. A temporary left by a process killed during a save is
         removed by the next save to the same path. The file gets the mode of the file it
         replaces, or ``0o666`` less the umask for a new file. It holds plain arrays only
-        and loads without executing code.
+        and loads without executing code. A :class:`~aalearn.History` goes into the same
+        file, in the same write (its JSON text as a ``history.npy`` member of bytes), so
+        the pool and its history never disagree (see :mod:`aalearn.history`).
         """
         state = self.state_dict()
         arrays = {
             k: v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v) for k, v in state.items()
         }
+        checked = check_history(history)
+        if checked is not None:
+            arrays["history"] = encode(checked.state_dict())
         write_atomically(os.fspath(path), arrays)
 
-    def load(self, path: Union[str, os.PathLike]) -> None:
+    def load(self, path: Union[str, os.PathLike], *, history: Optional[History] = None) -> None:
         """Restore the state written by :meth:`save`; nothing changes if it raises.
+
+        With ``history``, that :class:`~aalearn.History` gets the file's cycles (none from a
+        file saved without a history); without it, a history in the file is not parsed.
 
         Everything is checked before it is read: ``path`` must be a regular file (a
         directory, device or FIFO is refused unread) no larger than an archive of this
@@ -379,11 +389,16 @@ class ActivePool:
             file and what was wrong.
         """
         path = os.fspath(path)
+        check_history(history)
         try:
             state = read_archive(path, self._n)
+            member = state.pop("history", None)
+            cycles = decode(member) if history is not None else []  # checked first
             self.load_state_dict(state)
         except (TypeError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as err:
             raise ValueError(f"Cannot load the pool state from {path!r}: {err}") from err
+        if history is not None:
+            history._cycles = cycles
 
     def __repr__(self) -> str:
         return (
