@@ -350,7 +350,7 @@ def test_a_bad_history_names_the_file_and_changes_nothing(
     tmp_path, monkeypatch, name, member, match
 ):
     path = _with_history_member(tmp_path, name, member)
-    pool, history = filled_history()
+    pool, (_, history) = make_pool(seed=1), filled_history()  # the file's pool differs
     before_pool, before = pool.state_dict(), history.state_dict()
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=rf"{name}.*{match}"):
