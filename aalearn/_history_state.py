@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Optional
 
 import numpy as np
@@ -88,7 +89,8 @@ class Cycle:
     ``round`` and ``n_labeled`` are the pool's when the record was taken (the model
     was trained on those ``n_labeled`` items; the picks get labeled in round
     ``round``); ``seconds`` is the selection's wall time, ``None`` when not timed;
-    ``scores`` is ``None`` when the method gives no scores.
+    ``scores`` is ``None`` when the method gives no scores; ``metrics`` is a read-only
+    mapping.
     """
 
     round: int
@@ -97,7 +99,7 @@ class Cycle:
     method: str
     seconds: Optional[float]
     scores: Optional[ScoreSummary]
-    metrics: dict[str, float]
+    metrics: Mapping[str, float]
 
 
 def count_indices(picked: Any) -> int:
@@ -214,7 +216,7 @@ def cycles_from_state(state: Any) -> list[Cycle]:
             elif not low <= mean <= high:
                 raise ValueError(f"Expected {s} to have min <= mean <= max, but got {summary}.")
             summary = ScoreSummary(count, nonfinite, low, mean, high)
-        metrics = check_metrics(row["metrics"], f"{where}['metrics']")
+        metrics = MappingProxyType(check_metrics(row["metrics"], f"{where}['metrics']"))
         out.append(
             Cycle(**ints, method=row["method"], seconds=seconds, scores=summary, metrics=metrics)
         )

@@ -22,6 +22,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -190,7 +191,7 @@ class History:
                 method=method if isinstance(method, str) else repr(method),
                 seconds=None if seconds is None else check_number(seconds, "seconds", minimum=0),
                 scores=summary,
-                metrics=check_metrics(metrics),
+                metrics=MappingProxyType(check_metrics(metrics)),
             )
         )
 
@@ -253,7 +254,8 @@ class History:
         """
         cycles = []
         for c in self._cycles:
-            row = dataclasses.asdict(c)
+            row = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
+            row["scores"] = None if c.scores is None else dataclasses.asdict(c.scores)
             row["metrics"] = dict(c.metrics)
             cycles.append(row)
         return {"version": STATE_VERSION, "cycles": cycles}
@@ -271,20 +273,8 @@ class History:
         (the methods, in order, if the loop changed method) or ``label``. ``ax``: the
         matplotlib Axes to draw on (default: a new figure, with a title); call it once
         per history on the same ``ax`` to compare methods. ``kwargs`` go to
-        ``ax.plot``. Needs matplotlib (``pip install "aalearn[plot]"``), imported here.
-
-        Examples
-        --------
-        >>> import matplotlib
-        >>> matplotlib.use("Agg")
-        >>> from aalearn import ActivePool, History
-        >>> pool, history = ActivePool(None, n_items=10), History()
-        >>> for acc in (0.5, 0.7):
-        ...     history.record(pool, method="random", metrics={"accuracy": acc})
-        ...     pool.label(pool.random_unlabeled(2, random_state=0))
-        >>> ax = history.plot("accuracy")
-        >>> ax.lines[0].get_xdata().tolist(), ax.lines[0].get_ydata().tolist()
-        ([0, 2], [0.5, 0.7])
+        ``ax.plot``. Needs matplotlib (``pip install "aalearn[plot]"``), imported only
+        here; without it, an ``ImportError`` that says so.
         """
         from aalearn._history_plot import plot_history
 

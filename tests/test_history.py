@@ -76,6 +76,8 @@ def test_record_reads_the_pool_and_summarises_the_scores_by_hand():
         metrics={"accuracy": 0.5, "loss": 2.0},
     )
     assert type(cycle.metrics["accuracy"]) is float
+    with pytest.raises(TypeError):
+        cycle.metrics["accuracy"] = 1.0  # type: ignore[index]  # a record is read-only
     # no scores, nothing picked, not timed
     history.record(pool, method="eval")
     assert history[1].scores is None and history[1].n_picked == 0 and history[1].seconds is None
