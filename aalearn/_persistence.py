@@ -12,6 +12,7 @@ import math
 import os
 import secrets
 import stat
+import struct
 import zipfile
 from typing import IO, Any, BinaryIO, Optional
 
@@ -30,6 +31,12 @@ _NPY_HEADER_BYTES = 4096
 #: Room for the zip headers of six members (about 150 bytes each, zip64 included), the end
 #: records and the longest archive comment (65,535 bytes).
 _ZIP_OVERHEAD_BYTES = 1 << 17
+#: Largest zip directory of a pool archive: seven members of about 100 bytes each, with
+#: room to spare. Checked before :mod:`zipfile` parses it (one object per listed member).
+_ZIP_DIRECTORY_BYTES = 4096
+#: The signature and size of a zip's end-of-central-directory record.
+_ZIP_END = b"PK\x05\x06"
+_ZIP_END_BYTES = 22
 #: General-purpose flag bit 0 of a zip member: encrypted.
 _ZIP_ENCRYPTED = 0x1
 #: The largest :class:`~aalearn.History` a pool archive holds (its optional ``history.npy``
@@ -175,6 +182,7 @@ def read_archive(path: str, n_items: int) -> dict[str, Any]:
             )
         if not zipfile.is_zipfile(fh):
             raise ValueError("not a pool archive written by ActivePool.save (not a zip file).")
+        _check_zip_directory(fh, size)
         fh.seek(0)
         with zipfile.ZipFile(fh) as zf:
             infos = {info.filename: info for info in zf.infolist()}
@@ -194,6 +202,29 @@ def read_archive(path: str, n_items: int) -> dict[str, Any]:
                     itemsize = 1 if key == "history" else 8
                     state[key] = _read_npy(member, f"{key}.npy", rows[key], n_items, itemsize)
     return state
+
+
+def _check_zip_directory(fh: BinaryIO, size: int) -> None:
+    """Refuse a zip whose directory lists more than a pool archive's members, unparsed.
+
+    Read from the end record, found where :mod:`zipfile` finds it: the last 22 bytes,
+    else the last signature in the tail (a comment follows it).
+    """
+    tail_bytes = min(size, _ZIP_END_BYTES + 0xFFFF)
+    fh.seek(size - tail_bytes)
+    tail = fh.read(tail_bytes)
+    at = tail.rfind(_ZIP_END)
+    if tail[-_ZIP_END_BYTES:].startswith(_ZIP_END):
+        at = len(tail) - _ZIP_END_BYTES
+    if at < 0 or len(tail) - at < _ZIP_END_BYTES:
+        return  # zipfile.ZipFile refuses it
+    entries, directory = struct.unpack("<HI", tail[at + 10 : at + 16])
+    if entries > len(STATE_KEYS) + 1 or directory > _ZIP_DIRECTORY_BYTES:
+        raise ValueError(
+            f"not a pool archive: its zip directory lists {entries} members in {directory} "
+            f"bytes; a pool archive lists at most {len(STATE_KEYS) + 1} (history included) "
+            f"in {_ZIP_DIRECTORY_BYTES}."
+        )
 
 
 def _open_regular_file(path: str) -> BinaryIO:

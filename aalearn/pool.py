@@ -372,8 +372,8 @@ class ActivePool:
 
         Everything is checked before it is read: ``path`` must be a regular file (a
         directory, device or FIFO is refused unread) no larger than an archive of this
-        pool can be; the archive's directory must hold exactly the state's members,
-        stored or deflated, unencrypted, none larger than a state of this pool's size;
+        pool can be; the archive's directory must hold exactly the state's members (and
+        maybe a history), stored or deflated, unencrypted, none larger than they can be;
         each member's ``.npy`` header must declare at most that many plain elements.
         Only then is each member read (no pickle) and the state checked by
         :meth:`load_state_dict`. Nothing beyond what a valid file needs is allocated.

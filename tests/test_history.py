@@ -430,3 +430,42 @@ def test_the_demo_command_writes_the_docs_image(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "round trip: ok" in proc.stdout
+
+
+def test_a_file_listing_many_members_is_refused_before_its_directory_is_parsed(
+    tmp_path, monkeypatch
+):
+    """A pool file may now be as large as its history allows (16 MiB of JSON): a zip
+    directory of that size would cost a ZipInfo object per member; it is refused from the
+    end record, before zipfile parses it."""
+    import tracemalloc
+
+    path = tmp_path / "many.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(30_000):
+            zf.writestr(f"m{i}.npy", b"")
+    assert os.path.getsize(path) < 4 << 20  # within the size cap: this check is what stops it
+    parsed = []
+    original = zipfile.ZipFile.__init__
+
+    def spy(self, *args, **kwargs):
+        parsed.append(args)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "__init__", spy)
+    pool = make_pool()
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"many.npz.*lists 30000 members.*at most 7"):
+            pool.load(path, history=History())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert parsed == [] and peak < 1 << 20, peak
+    # a pool file with a history lists 7 members and loads
+    saved, history = filled_history()
+    saved.save(tmp_path / "ok.npz", history=history)
+    monkeypatch.undo()
+    with zipfile.ZipFile(tmp_path / "ok.npz") as zf:
+        assert len(zf.infolist()) == 7
+    make_pool().load(tmp_path / "ok.npz", history=History())
