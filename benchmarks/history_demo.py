@@ -11,7 +11,7 @@ are equal, and plots the *loaded* histories on one Axes.
     python -m benchmarks.history_demo                 # writes docs/_static/history.png
     python -m benchmarks.history_demo --quick --out /tmp/history.png   # a smoke run
 
-About 10 s on one CPU core.
+About 20 s on one CPU core (imports included).
 """
 
 from __future__ import annotations
