@@ -1,9 +1,7 @@
 """The labeled and unlabeled pools over a map-style dataset: :class:`ActivePool`.
 
-The pool's state and its operations live here; the dataset view of its items is
-:class:`~aalearn.pool_subset.PoolSubset` (re-exported here), the checks of a loaded state
-are in :mod:`aalearn._pool_state` and the atomic state files in :mod:`aalearn._persistence`.
-"""
+Here: the state and its operations. Elsewhere: the view of items (:mod:`aalearn.pool_subset`),
+state checks (:mod:`aalearn._pool_state`), atomic files (:mod:`aalearn._persistence`)."""
 
 from __future__ import annotations
 
@@ -277,9 +275,9 @@ class ActivePool:
         --------
         >>> from aalearn import ActivePool
         >>> pool = ActivePool(None, n_items=100)
-        >>> pool.random_unlabeled(3, random_state=0).tolist() == (
-        ...     pool.random_unlabeled(3, random_state=0).tolist())
-        True
+        >>> a, b = (pool.random_unlabeled(3, random_state=0) for _ in range(2))
+        >>> (a == b).all()
+        np.True_
         """
         n = check_int(n, "n", minimum=0)
         if n > self.n_unlabeled:
@@ -302,12 +300,11 @@ class ActivePool:
         --------
         >>> import io, torch
         >>> from aalearn import ActivePool
-        >>> pool = ActivePool(None, n_items=5)
+        >>> pool, restored = ActivePool(None, n_items=5), ActivePool(None, n_items=5)
         >>> pool.label([3])
         >>> buf = io.BytesIO()
         >>> torch.save({"pool": pool.state_dict()}, buf)
         >>> _ = buf.seek(0)
-        >>> restored = ActivePool(None, n_items=5)
         >>> restored.load_state_dict(torch.load(buf, weights_only=True)["pool"])
         >>> restored.labeled_indices.tolist()
         [3]
@@ -352,8 +349,7 @@ class ActivePool:
         removed by the next save to the same path. The file gets the mode of the file it
         replaces, or ``0o666`` less the umask for a new file. It holds plain arrays only
         and loads without executing code. A :class:`~aalearn.History` goes into the same
-        file, in the same write (its JSON text as a ``history.npy`` member of bytes), so
-        the pool and its history never disagree (see :mod:`aalearn.history`).
+        file in the same write (JSON text as a ``history.npy`` member of bytes).
         """
         state = self.state_dict()
         arrays = {
@@ -367,9 +363,7 @@ class ActivePool:
     def load(self, path: Union[str, os.PathLike], *, history: Optional[History] = None) -> None:
         """Restore the state written by :meth:`save`; nothing changes if it raises.
 
-        With ``history``, that :class:`~aalearn.History` gets the file's cycles (none from a
-        file saved without a history); without it, a history in the file is not parsed.
-
+        ``history`` (a :class:`~aalearn.History`) gets the file's cycles, none if it has none.
         Everything is checked before it is read: ``path`` must be a regular file (a
         directory, device or FIFO is refused unread) no larger than an archive of this
         pool can be; the archive's directory must hold exactly the state's members (and
@@ -385,8 +379,7 @@ class ActivePool:
         ValueError
             If ``path`` is not a pool archive (not a regular file, empty, truncated, a
             ``.npy``, another archive, a member declaring a larger shape than the pool
-            has) or holds a state that does not fit this pool; the message names the
-            file and what was wrong.
+            has) or holds a state that does not fit this pool (the message says which).
         """
         path = os.fspath(path)
         check_history(history)
