@@ -35,6 +35,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import math
 import multiprocessing
 import os
 import shlex
@@ -329,6 +330,8 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["criterion"], row["dataset"], row["method"]), []).append(row)
+    order = {k: i for i, k in enumerate(dict.fromkeys(r["criterion"] for r in rows))}
+    groups = dict(sorted(groups.items(), key=lambda kv: order[kv[0][0]]))  # criterion first
     lines = [
         "| Criterion | Dataset | Method | Stopped (seeds) | Stops at (% of pool) "
         "| Accuracy at stop (%) | Accuracy at 40 % (%) | Left on the table (points) "
@@ -363,7 +366,8 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"(items of it may be picked for labeling: last column). Per seed rows: "
         f"`docs/_static/{CSV_NAME}`.\n\n"
         f"Made with `{meta['command']}` in {meta['wall_seconds'] / 60:.1f} min "
-        f"({meta['workers']} worker processes, load average {meta['load']:.1f} at the start) "
+        f"({meta['workers']} worker processes; 1-minute load average {meta['load']:.1f} at the "
+        f"start, {meta.get('load_end', math.nan):.1f} at the end: a shared machine) "
         f"on {meta['machine']}.\n"
     )
 
@@ -421,6 +425,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 "wall_seconds": time.perf_counter() - start,
                 "workers": workers,
                 "load": load,
+                "load_end": os.getloadavg()[0],
                 "machine": machine(),
                 "stop_size": args.stop_size,
             }
