@@ -24,7 +24,7 @@ without training. Outputs: ``docs/_static/stopping_table.csv`` (one row per data
 method, seed and criterion) and the table of means ± sd over seeds in the section
 ``stopping_table`` of ``docs/stopping.md``.
 
-    OMP_NUM_THREADS=1 nice -n 5 python -m benchmarks.stopping_table     # ~5 min, 2 workers
+    OMP_NUM_THREADS=1 nice -n 5 python -m benchmarks.stopping_table     # ~20 min, 2 workers
     python -m benchmarks.stopping_table --report-only                    # from the cache
     python -m benchmarks.stopping_table --smoke --datasets digits --seeds 1 --out-dir /tmp/st
 """
