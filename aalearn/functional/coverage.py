@@ -45,7 +45,7 @@ PURITY = 0.95
 #: Side of a square distance tile: 2048 x 2048 = 2**22 numbers (16 MiB in float32).
 _TILE = 2048
 #: The least number of edges of a block of rows when the CSR targets are filled.
-_BLOCK_EDGES = 1 << 20
+_BLOCK_EDGES = 1 << 16
 
 
 def _tiles(n: int) -> List[Tuple[int, int]]:
@@ -99,10 +99,11 @@ def _csr(pairs: List[Tensor], n: int) -> Tuple[Tensor, Tensor]:
 
     Row ``s`` lists ``s`` itself, then the ``j`` of the pairs ``(s, j)``, then the ``i`` of
     the pairs ``(i, s)``, each in tile order. The targets are filled one block of rows at a
-    time (about an eighth of the edges each) straight from the tiles' pairs, so the peak
-    is the pairs and the targets (about 8 bytes per directed edge) plus one block, where
-    concatenating and sorting the whole edge list peaked at about 36 bytes per edge.
-    ``pairs`` is emptied.
+    time (about 1/64 of the edges each, at least ``_BLOCK_EDGES``) straight from the
+    tiles' pairs, so the peak is the pairs and the targets (8 bytes per directed edge)
+    plus one block's sort (about 36 bytes per edge of the block). Concatenating and
+    sorting the whole edge list at once peaked at about 36 bytes per edge; at 50,000 x
+    384 rows and 7 million edges the block loop costs about a second. ``pairs`` is emptied.
     """
     device = pairs[0].device if pairs else torch.device("cpu")
     dtype = pairs[0].dtype if pairs else torch.int32
@@ -114,7 +115,7 @@ def _csr(pairs: List[Tensor], n: int) -> Tuple[Tensor, Tensor]:
     del counts
     n_edges = int(offsets[-1])
     targets = torch.empty(n_edges, dtype=dtype, device=device)
-    block = max(_BLOCK_EDGES, -(-n_edges // 8))
+    block = max(_BLOCK_EDGES, -(-n_edges // 64))
     start = 0
     while start < n:
         # the rows whose edges fit in ``block`` (at least one row)
