@@ -102,8 +102,8 @@ def _csr(pairs: List[Tensor], n: int) -> Tuple[Tensor, Tensor]:
     time (about 1/64 of the edges each, at least ``_BLOCK_EDGES``) straight from the
     tiles' pairs, so the peak is the pairs and the targets (8 bytes per directed edge)
     plus one block's sort (about 36 bytes per edge of the block). Concatenating and
-    sorting the whole edge list at once peaked at about 36 bytes per edge; at 50,000 x
-    384 rows and 7 million edges the block loop costs about a second. ``pairs`` is emptied.
+    sorting the whole edge list at once peaked at about 36 bytes per edge (see the
+    cold-start section of ``docs/benchmarks.md``). ``pairs`` is emptied.
     """
     device = pairs[0].device if pairs else torch.device("cpu")
     dtype = pairs[0].dtype if pairs else torch.int32
