@@ -7,8 +7,11 @@ low intrinsic dimension, as learned embeddings have). It is written once to a ``
 file in the temporary directory; every contender then runs in its own fresh Python
 process that loads it, so that each one's peak memory is its own:
 
-- **peak memory** is the process's resident-set high-water mark (``ru_maxrss``, kept by
-  the kernel, so no sampling misses a peak) minus the resident set measured just before
+- **peak memory** is the process's resident-set high-water mark (``VmHWM`` of
+  ``/proc/self/status``, kept by the kernel, so no sampling misses a peak; not
+  ``ru_maxrss``, which Linux carries over ``fork`` and ``exec`` from the parent, so a
+  worker started by a parent holding 0.5 GiB reported at least that) minus the resident
+  set measured just before
   the embedding was loaded (the interpreter and the imported libraries); it therefore
   counts the embedding itself and everything the selection allocates;
 - **time** is the wall time of the selection, the embedding already in memory.
@@ -52,6 +55,15 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "_static" / "cold_start_scale"
 _CHUNK = 65_536
+
+
+def _peak_rss() -> int:
+    """This process image's resident-set high-water mark, in bytes (Linux: ``VmHWM``)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def _rss() -> int:
@@ -164,7 +176,7 @@ def worker(args: argparse.Namespace) -> None:
     features = np.load(args.embedding)
     l_set = _labeled(features.shape[0], args.labeled, args.seed)
     picks, stages = _select(args, mods, features, l_set)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    peak = _peak_rss()
     result = {
         "peak_bytes": peak - base,
         "process_peak_bytes": peak,

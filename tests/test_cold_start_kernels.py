@@ -249,15 +249,21 @@ def test_probcover_greedy_within_bound_of_exhaustive() -> None:
     assert _coverage(x, picks, delta) >= (1 - 1 / math.e) * best
 
 
-def test_ball_graph_tiles_cover_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    # the authors' loop builds N // 500 chunks: the last N mod 500 rows had no edges
+@pytest.mark.parametrize("block_edges", [1 << 20, 1, 40])
+def test_ball_graph_tiles_cover_every_row(
+    monkeypatch: pytest.MonkeyPatch, block_edges: int
+) -> None:
+    # the authors' loop builds N // 500 chunks: the last N mod 500 rows had no edges;
+    # the targets are filled in blocks of rows (one, one row each, or a few rows each)
     monkeypatch.setattr(coverage, "_TILE", 7)
+    monkeypatch.setattr(coverage, "_BLOCK_EDGES", block_edges)
     x = _blobs(10, 3, 2, seed=13)  # 30 rows: 4 full tiles and a remainder of 2
     offsets, targets = coverage._ball_graph(x, 1.0)
     dense = torch.cdist(x, x) < 1.0
     for i in range(30):
         row = targets[offsets[i] : offsets[i + 1]].long()
         assert sorted(row.tolist()) == dense[i].nonzero()[:, 0].tolist()
+        assert row[0] == i  # the self loop first
     assert offsets[-1] == dense.sum()  # edges = sum of ball sizes
 
 

@@ -44,6 +44,8 @@ __all__ = ["ball_purity", "probcover", "probcover_delta"]
 PURITY = 0.95
 #: Side of a square distance tile: 2048 x 2048 = 2**22 numbers (16 MiB in float32).
 _TILE = 2048
+#: The least number of edges of a block of rows when the CSR targets are filled.
+_BLOCK_EDGES = 1 << 16
 
 
 def _tiles(n: int) -> List[Tuple[int, int]]:
@@ -89,18 +91,50 @@ def _ball_graph(x: Tensor, delta: float) -> Tuple[Tensor, Tensor]:
             found.append(ij)
         pairs.append(torch.cat(found, dim=1))
     del scores, close
-    both = torch.cat(pairs, dim=1)
-    pairs.clear()
-    own = torch.arange(n, device=x.device, dtype=idx_dtype)  # self loops
-    source = torch.cat([own, both[0], both[1]])
-    order = torch.sort(source, stable=True).indices
-    counts = torch.bincount(source, minlength=n)
-    del source
-    targets = torch.cat([own, both[1], both[0]])
-    del both
-    targets = targets[order]
-    offsets = torch.zeros(n + 1, dtype=torch.long, device=x.device)
+    return _csr(pairs, n)
+
+
+def _csr(pairs: List[Tensor], n: int) -> Tuple[Tensor, Tensor]:
+    """CSR of the symmetric graph with self loops from its pairs, one ``(2, P_t)`` per row tile.
+
+    Row ``s`` lists ``s`` itself, then the ``j`` of the pairs ``(s, j)``, then the ``i`` of
+    the pairs ``(i, s)``, each in tile order. The targets are filled one block of rows at a
+    time (about 1/64 of the edges each, at least ``_BLOCK_EDGES``) straight from the
+    tiles' pairs, so the peak is the pairs and the targets (8 bytes per directed edge)
+    plus one block's sort (about 36 bytes per edge of the block). Concatenating and
+    sorting the whole edge list at once peaked at about 36 bytes per edge (see the
+    cold-start section of ``docs/benchmarks.md``). ``pairs`` is emptied.
+    """
+    device = pairs[0].device if pairs else torch.device("cpu")
+    dtype = pairs[0].dtype if pairs else torch.int32
+    counts = torch.ones(n, dtype=torch.long, device=device)  # the self loops
+    for p in pairs:
+        counts += torch.bincount(p.reshape(-1), minlength=n)
+    offsets = torch.zeros(n + 1, dtype=torch.long, device=device)
     torch.cumsum(counts, 0, out=offsets[1:])
+    del counts
+    n_edges = int(offsets[-1])
+    targets = torch.empty(n_edges, dtype=dtype, device=device)
+    block = max(_BLOCK_EDGES, -(-n_edges // 64))
+    start = 0
+    while start < n:
+        # the rows whose edges fit in ``block`` (at least one row)
+        stop = int(torch.searchsorted(offsets, offsets[start] + block, right=True)) - 1
+        stop = min(n, max(stop, start + 1))
+        sources = [torch.arange(start, stop, device=device, dtype=dtype)]
+        ends = [sources[0]]
+        for p in pairs:  # (s, j): j after s
+            hit = (p[0] >= start) & (p[0] < stop)
+            sources.append(p[0][hit])
+            ends.append(p[1][hit])
+        for p in pairs:  # (i, s): i after s
+            hit = (p[1] >= start) & (p[1] < stop)
+            sources.append(p[1][hit])
+            ends.append(p[0][hit])
+        order = torch.sort(torch.cat(sources), stable=True).indices
+        targets[int(offsets[start]) : int(offsets[stop])] = torch.cat(ends)[order]
+        start = stop
+    pairs.clear()
     return offsets, targets
 
 
