@@ -36,6 +36,7 @@ encoder is assumed frozen: after training it further, build a new sampler, e.g. 
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -176,8 +177,15 @@ def encode(
             f"Expected argument `embedding` to be a torch.nn.Module encoder, but got "
             f"{type(encoder).__name__}."
         )
-    if layer is not None and not isinstance(layer, str):
-        raise TypeError(f"Expected argument `layer` to be a str or None, but got {layer!r}.")
+    if layer is not None:
+        names = [name for name, _ in encoder.named_modules() if name]
+        if layer not in names:
+            close = difflib.get_close_matches(str(layer), names, n=5, cutoff=0.5)
+            hint = f"close matches: {close}" if close else f"modules include {names[:20]}"
+            raise ValueError(
+                f"Expected argument `layer` to name a module of the encoder (a name from "
+                f"encoder.named_modules()), but got {layer!r}; {hint}."
+            )
     cfg = (inference or InferenceConfig()).replace(
         feature_layer=layer or "",  # "" is the encoder itself in named_modules()
         feature_source="output",
