@@ -52,7 +52,6 @@ from aalearn.inference.passes import collect_pass, stream_pass
 __all__ = [
     "DEFAULT_COMPONENTS",
     "EmbeddingCache",
-    "EmbeddingSource",
     "check_embedding_source",
     "default_embedding",
     "encode",
@@ -71,7 +70,18 @@ EmbeddingSource = Union[None, np.ndarray, Tensor, nn.Module]
 
 
 def check_embedding_source(value: Any, name: str = "embedding") -> Any:
-    """``value`` if it is ``None``, an ``nn.Module``, an array or a tensor, else ``TypeError``."""
+    """``value`` if it is ``None``, an ``nn.Module``, an array or a tensor, else ``TypeError``.
+
+    Examples
+    --------
+    >>> from aalearn.embeddings import check_embedding_source
+    >>> check_embedding_source(None) is None
+    True
+    >>> check_embedding_source("pca")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: Expected argument `embedding` to be None (the default embedding), an (N, D) ...
+    """
     if value is None or isinstance(value, (nn.Module, np.ndarray, Tensor)):
         return value
     raise TypeError(
@@ -81,7 +91,16 @@ def check_embedding_source(value: Any, name: str = "embedding") -> Any:
 
 
 def l2_normalise(x: Tensor) -> Tensor:
-    """Rows of ``x`` scaled to unit Euclidean norm (a zero row stays zero)."""
+    """Rows of ``x`` scaled to unit Euclidean norm (a zero row stays zero).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aalearn.embeddings import l2_normalise
+    >>> l2_normalise(torch.tensor([[3.0, 4.0], [0.0, 0.0]]))
+    tensor([[0.6000, 0.8000],
+            [0.0000, 0.0000]])
+    """
     return torch.nn.functional.normalize(x, dim=1)
 
 
@@ -263,6 +282,15 @@ def default_embedding(
     ``inference``; they must be tensors, e.g. images or feature vectors): memory
     ``O(N P)`` for ``P`` input numbers per item. Non-finite inputs raise
     ``ValueError`` naming the items. ``device=None`` leaves the result on the CPU.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> from aalearn.embeddings import default_embedding
+    >>> images = torch.rand(100, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    >>> default_embedding(TensorDataset(images), 100).shape
+    torch.Size([100, 32])
     """
     x = _inputs(dataset, n_items, inference)
     emb = pca_embedding(x, DEFAULT_COMPONENTS)
@@ -276,6 +304,15 @@ class EmbeddingCache:
     length, the ``source`` object (by identity), ``layer`` and ``device``: another
     pool's dataset, a grown dataset or another ``embedding`` recomputes; a pool
     whose labels changed does not (the embedding does not depend on labels).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aalearn.embeddings import EmbeddingCache
+    >>> cache, values = EmbeddingCache(), np.eye(3)
+    >>> first = cache.get(values, None, 3)
+    >>> cache.get(values, None, 3) is first, cache.computed
+    (True, 1)
     """
 
     def __init__(self) -> None:

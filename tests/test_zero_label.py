@@ -15,9 +15,6 @@ from aalearn.testing._setup import Context
 
 from .conftest import TinyNet
 
-NEEDS_LABELS = [(n, c) for n, c in all_samplers() if c.needs_labels]
-FROM_ZERO = [(n, c) for n, c in all_samplers() if not c.needs_labels]
-
 
 def _instance(cls: type) -> aalearn.BaseSampler:
     kwargs = dict(cls._test_params[0])
@@ -27,12 +24,27 @@ def _instance(cls: type) -> aalearn.BaseSampler:
     return cls(**kwargs)
 
 
+NEEDS_LABELS = [(n, c) for n, c in all_samplers() if _instance(c).needs_labels]
+FROM_ZERO = [(n, c) for n, c in all_samplers() if not _instance(c).needs_labels]
+
+
 def test_the_split_of_samplers():
     """Model-based samplers need labels; Random, TypiClust and ProbCover start from zero."""
     assert {n for n, _ in FROM_ZERO} >= {"RandomSampler", "TypiClustSampler", "ProbCoverSampler"}
     assert {"UncertaintySampler", "BADGESampler", "CoreSetSampler"} <= {n for n, _ in NEEDS_LABELS}
     for _, cls in NEEDS_LABELS:
-        assert cls.requires_model, cls  # needs_labels defaults to True for model samplers
+        assert cls.requires_model, cls  # needs_labels defaults to requires_model
+
+
+def test_needs_labels_defaults_to_requires_model():
+    class NoModel(aalearn.BaseSampler):
+        requires_model = False
+
+    class Model(aalearn.BaseSampler):
+        pass
+
+    assert not NoModel().needs_labels and Model().needs_labels
+    assert aalearn.StochasticBatchSampler(Model()).needs_labels
 
 
 @pytest.mark.parametrize("cls", [c for _, c in NEEDS_LABELS], ids=[n for n, _ in NEEDS_LABELS])

@@ -29,7 +29,8 @@ def check_has_labels(sampler: Any, pool: ActivePool) -> None:
     ...
     ValueError: The pool has no labeled item, and UncertaintySampler needs a model trained on ...
     """
-    if getattr(sampler, "needs_labels", True) and pool.n_labeled == 0:
+    needs = getattr(sampler, "needs_labels", getattr(sampler, "requires_model", True))
+    if needs and pool.n_labeled == 0:
         raise ValueError(
             f"The pool has no labeled item, and {type(sampler).__name__} needs a model trained "
             f"on labels. From zero labels, use {', '.join(ZERO_LABEL_SAMPLERS)} (see "

@@ -143,8 +143,6 @@ class BaseSampler(ParamsMixin):
     #: The sampler needs a model (``False`` for :class:`RandomSampler`: ``select(None, ...)``
     #: works, and no model output is read, so the non-finite policy does not apply).
     requires_model: ClassVar[bool] = True
-    #: ``select``/``score`` refuse a pool with no labeled item (``ValueError``, ``_zero.py``).
-    needs_labels: ClassVar[bool] = True
     #: ``select`` is a ranking: with the same seed, a smaller budget picks a prefix of a
     #: larger one's picks (``False`` when the batch depends on the budget, as k-center does).
     ranking: ClassVar[bool] = False
@@ -181,6 +179,11 @@ class BaseSampler(ParamsMixin):
         return resolve_device(self.inference_.device)
 
     @property
+    def needs_labels(self) -> bool:
+        """``select``/``score`` refuse a pool with no label (default: ``requires_model``)."""
+        return bool(self.requires_model)
+
+    @property
     def has_score(self) -> bool:
         """Whether :meth:`score` gives one score per item (the class has a ``_score`` hook)."""
         return type(self)._score is not BaseSampler._score
@@ -211,8 +214,8 @@ class BaseSampler(ParamsMixin):
                 f"({pool.n_unlabeled}), but got {budget}."
             )
         self._check_model(model)
-        check_has_labels(self, pool)
         self._validate_params()
+        check_has_labels(self, pool)
         if budget == 0:
             return np.empty(0, dtype=np.int64)
         rng = check_random_state(self.random_state)
@@ -257,8 +260,8 @@ class BaseSampler(ParamsMixin):
             )
         self._check_pool(pool)
         self._check_model(model)
-        check_has_labels(self, pool)
         self._validate_params()
+        check_has_labels(self, pool)
         idx = check_unlabeled_indices(indices, pool)
         rng = check_random_state(self.random_state)
         with preserve_mode(model):

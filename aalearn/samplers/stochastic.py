@@ -104,6 +104,7 @@ class StochasticBatchSampler(BaseSampler):
     <torch._C.Generator object at ...>
     >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
     >>> pool = ActivePool(TensorDataset(torch.randn(50, 4), torch.arange(50) % 3))
+    >>> pool.label([0, 1, 2])  # a model trained on these labels (see docs/zero-labels.md)
     >>> bald = UncertaintySampler("bald", random_state=0)
     >>> power_bald = StochasticBatchSampler(bald, mode="power", random_state=0)
     >>> power_bald.mode, power_bald.beta
@@ -147,9 +148,9 @@ class StochasticBatchSampler(BaseSampler):
         return bool(getattr(self.sampler, "requires_model", True))
 
     @property
-    def needs_labels(self) -> bool:  # type: ignore[override]
+    def needs_labels(self) -> bool:
         """Whatever the wrapped sampler needs."""
-        return bool(getattr(self.sampler, "needs_labels", True))
+        return bool(getattr(self.sampler, "needs_labels", self.requires_model))
 
     def _select(
         self, model: Any, pool: ActivePool, budget: int, rng: np.random.Generator
