@@ -236,7 +236,7 @@ def pca_embedding(
     x: Tensor,
     n_components: int = DEFAULT_COMPONENTS,
     *,
-    standardise: bool = True,
+    standardise: bool = False,
     random_state: int = _PCA_SEED,
 ) -> Tensor:
     """PCA of the rows of ``x`` (flattened), optionally standardised per feature, normalised.

@@ -1,13 +1,15 @@
 """Which default embedding should TypiClust and ProbCover use when the user gives none?
 
 Candidates need no weights (``aalearn.embeddings``): the flattened inputs (``raw``),
-the same standardised per pixel (``raw-std``), PCA of the standardised inputs with 16,
-32 or 64 components (``pca16-std`` ...), and PCA-32 of the centred, not standardised,
-inputs (``pca32``). Every row is L2-normalised, as the samplers do.
+the same standardised per pixel (``raw-std``), and PCA with 16, 32 or 64 components of
+the centred inputs (``pca16`` ...) or of the standardised inputs (``pca16-std`` ...).
+Every row is L2-normalised, as the samplers do. (On digits, 64 pixels, ``pca64`` is
+the centred ``raw`` and ``pca64-std`` is ``raw-std``.)
 
 Protocol, per dataset (``digits``, ``mnist5k``: the fixed 80/20 split of
-``benchmarks.label_efficiency``), seed (0 to 4) and method (TypiClust, ProbCover with
-``n_classes=10``): start from zero labels, select 10, then 10 more, then 20 more (one
+``benchmarks.label_efficiency``), seed (0 to 4) and method (TypiClust; ProbCover with
+the purity rule, ``n_classes=10``; ProbCover with ``delta=0.75``, the authors' CIFAR-10
+radius): start from zero labels, select 10, then 10 more, then 20 more (one
 ``select`` per cycle, as a user would), and after each cycle fit a logistic
 regression on the *pixels* of the labeled items (the same learner for every
 embedding, so only the picks differ) and score it on the test set. ``random`` picks
@@ -56,10 +58,12 @@ def _standardised(x: torch.Tensor) -> torch.Tensor:
 CANDIDATES: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "raw": lambda x: l2_normalise(x),
     "raw-std": lambda x: l2_normalise(_standardised(x)),
-    "pca16-std": lambda x: pca_embedding(x, 16),
-    "pca32-std": lambda x: pca_embedding(x, 32),
-    "pca64-std": lambda x: pca_embedding(x, 64),
+    "pca16-std": lambda x: pca_embedding(x, 16, standardise=True),
+    "pca32-std": lambda x: pca_embedding(x, 32, standardise=True),
+    "pca64-std": lambda x: pca_embedding(x, 64, standardise=True),
+    "pca16": lambda x: pca_embedding(x, 16, standardise=False),
     "pca32": lambda x: pca_embedding(x, 32, standardise=False),
+    "pca64": lambda x: pca_embedding(x, 64, standardise=False),
 }
 
 
@@ -74,14 +78,15 @@ def _accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_te
 
 
 def _run(
-    name: str, sampler: Any, x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray
-) -> List[float]:
+    sampler: Any, x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray
+) -> List[tuple[float, float]]:
+    """(accuracy, ProbCover's delta or NaN) after each cycle."""
     pool = ActivePool(None, n_items=len(x))
     out = []
     for budget in CYCLES:
         pool.label(sampler.select(None, pool, budget))
         idx = pool.labeled_indices
-        out.append(_accuracy(x[idx], y[idx], xt, yt))
+        out.append((_accuracy(x[idx], y[idx], xt, yt), getattr(sampler, "delta_", np.nan)))
     return out
 
 
@@ -90,7 +95,9 @@ def main(argv: Any = None) -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES))
-    parser.add_argument("--methods", nargs="+", default=["typiclust", "probcover"])
+    parser.add_argument(
+        "--methods", nargs="+", default=["typiclust", "probcover", "probcover-0.75"]
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows: List[Dict[str, Any]] = []
@@ -108,9 +115,13 @@ def main(argv: Any = None) -> None:
                     runs[("typiclust", c)] = TypiClustSampler(emb, random_state=seed)
                 if "probcover" in args.methods:
                     runs[("probcover", c)] = ProbCoverSampler(emb, n_classes=10, random_state=seed)
+                if "probcover-0.75" in args.methods:  # the authors' CIFAR-10 radius
+                    runs[("probcover-0.75", c)] = ProbCoverSampler(
+                        emb, delta=0.75, random_state=seed
+                    )
             for (method, emb_name), sampler in runs.items():
-                accs = _run(method, sampler, xn, yn, xt, yt)
-                for n, acc in zip(np.cumsum(CYCLES), accs):
+                accs = _run(sampler, xn, yn, xt, yt)
+                for n, (acc, delta) in zip(np.cumsum(CYCLES), accs):
                     rows.append(
                         dict(
                             dataset=dataset,
@@ -119,6 +130,7 @@ def main(argv: Any = None) -> None:
                             embedding=emb_name,
                             labels=int(n),
                             accuracy=round(acc, 4),
+                            delta=round(float(delta), 4),
                         )
                     )
             print(f"{dataset} seed {seed} done ({time.time() - start:.0f} s)", flush=True)

@@ -195,16 +195,20 @@ def test_an_encoder_returning_a_mapping_gives_its_first_tensor(small):
 # --------------------------------------------------------------------- default
 def test_pca_embedding_matches_an_svd(digits):
     x = digits.tensors[0][:300].flatten(1).double()
-    emb = pca_embedding(x, 16)
-    z = x - x.mean(0)
-    std = z.std(0)
-    z = z / torch.where(std > 0, std, torch.ones_like(std))
-    u, s, _ = torch.linalg.svd(z, full_matrices=False)
-    ref = _unit(u[:, :16] * s[:16])
-    # rows agree up to the sign of each component: compare the Gram matrices
-    assert emb.shape == (300, 16) and emb.dtype == torch.float32
-    assert torch.allclose(emb.double() @ emb.double().T, ref @ ref.T, atol=1e-4)
-    assert torch.allclose(pca_embedding(x, 200), _unit(z).float(), atol=1e-5)  # P <= k: no PCA
+    centred = x - x.mean(0)
+    std = centred.std(0)
+    for standardise, z in [
+        (False, centred),
+        (True, centred / torch.where(std > 0, std, torch.ones_like(std))),
+    ]:
+        emb = pca_embedding(x, 16, standardise=standardise)
+        u, s, _ = torch.linalg.svd(z, full_matrices=False)
+        ref = _unit(u[:, :16] * s[:16])
+        # rows agree up to the sign of each component: compare the Gram matrices
+        assert emb.shape == (300, 16) and emb.dtype == torch.float32
+        assert torch.allclose(emb.double() @ emb.double().T, ref @ ref.T, atol=1e-4)
+        no_pca = pca_embedding(x, 200, standardise=standardise)  # P <= k: no PCA
+        assert torch.allclose(no_pca, _unit(z).float(), atol=1e-5)
 
 
 def test_the_default_embedding_is_the_pca_of_the_inputs(small):
