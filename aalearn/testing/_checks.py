@@ -268,22 +268,14 @@ def check_zero_labels(ctx: Context) -> None:
             picked = ctx.call(check, what, lambda: sampler.select(None, pool, BUDGET), pool=pool)
             _expect_picks(ctx, check, what, picked, BUDGET, pool)
         return
-    calls = [(what, lambda: sampler.select(model, pool, BUDGET))]
-    if getattr(sampler, "has_score", False):
-        calls.append(
-            (
-                "score(model, pool) on a pool with no labeled item",
-                lambda: sampler.score(model, pool),
-            )
+    fn = _selecting(sampler, model, pool, BUDGET)
+    text = str(ctx.call(check, what, fn, pool=pool, raises=ValueError))
+    if "no labeled item" not in text or "RandomSampler" not in text:
+        ctx.fail(
+            check,
+            f"{what} raised ValueError({text!r}), which does not say that the pool has "
+            "no labeled item and name the samplers that work from zero (needs_labels)",
         )
-    for what, fn in calls:
-        text = str(ctx.call(check, what, fn, pool=pool, raises=ValueError))
-        if "no labeled item" not in text or "RandomSampler" not in text:
-            ctx.fail(
-                check,
-                f"{what} raised ValueError({text!r}), which does not say that the pool has "
-                "no labeled item and name the samplers that work from zero (needs_labels)",
-            )
 
 
 def check_params(ctx: Context) -> None:
