@@ -15,11 +15,12 @@ comes from one of three sources, the ``embedding`` argument of the samplers:
   naming the items;
 * a **precomputed** ``(N, D)`` NumPy array or tensor, row ``i`` = dataset index ``i``;
 * ``None``: the **default**, which needs no weights: :func:`pca_embedding` of the
-  flattened inputs, standardised per feature, with :data:`DEFAULT_COMPONENTS`
-  components. It won the measurements of ``benchmarks/cold_start_embedding.py``
-  (``docs/zero-labels.md``): on digits and mnist5k, TypiClust picks on PCA-32 give a
-  logistic regression as good as or better than the other candidates at 10, 20 and 40
-  labels.
+  flattened, centred (not standardised) inputs with :data:`DEFAULT_COMPONENTS` = 32
+  components. Chosen by ``benchmarks/cold_start_embedding.py`` (``docs/zero-labels.md``:
+  digits and mnist5k, 10 to 40 labels from zero, 5 seeds): centred PCA beat
+  standardised PCA for TypiClust and ProbCover; 16 and 32 components were level
+  within the seeds' spread (32 keeps more variance for richer inputs); raw pixels were
+  level for TypiClust, worse for ProbCover, and an ``(N, P)`` embedding does not scale.
 
 PCA is scikit-learn's :class:`~sklearn.decomposition.PCA` (imported when needed), not
 :func:`torch.pca_lowrank`: the latter draws its random projection from torch's

@@ -41,6 +41,11 @@ class ProbCoverSampler(_EmbeddingSampler):
     dimension ``d``, from ``N`` to ``N ** 2``, so a too large ``delta`` costs memory
     and time quadratic in ``N`` (:mod:`aalearn.functional.coverage`).
 
+    On the default embedding of digits and mnist5k the rule chose radii near 0.45,
+    where most balls hold one item, and ProbCover fell below random sampling on
+    mnist5k; with ``delta=0.75`` it beat TypiClust (``docs/zero-labels.md``). Check
+    :attr:`delta_` on your embedding, or pass ``delta``.
+
     The picks are those of ``probcover(x, labeled, budget, delta=delta_,
     generator=g2)`` with ``delta_ = probcover_delta(x, n_classes, alpha=alpha,
     generator=g1)``, where ``g1`` and ``g2`` are CPU generators seeded by the first two
