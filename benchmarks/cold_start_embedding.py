@@ -3,7 +3,9 @@
 Candidates need no weights (``aalearn.embeddings``): the flattened inputs (``raw``),
 the same standardised per pixel (``raw-std``), and PCA with 16, 32 or 64 components of
 the centred inputs (``pca16`` ...) or of the standardised inputs (``pca16-std`` ...).
-Every row is L2-normalised, as the samplers do. (On digits, 64 pixels, ``pca64`` is
+``ae32`` is the 32-d code of a small MLP autoencoder trained on the pool's pixels for
+30 epochs (a weight-free alternative that needs training). Every row is
+L2-normalised, as the samplers do. (On digits, 64 pixels, ``pca64`` is
 the centred ``raw`` and ``pca64-std`` is ``raw-std``.)
 
 Protocol, per dataset (``digits``, ``mnist5k``: the fixed 80/20 split of
@@ -55,6 +57,24 @@ def _standardised(x: torch.Tensor) -> torch.Tensor:
     return x / torch.where(std > 0, std, torch.ones_like(std))
 
 
+def _autoencoder(x: torch.Tensor, dim: int = 32, epochs: int = 30) -> torch.Tensor:
+    """The code of an MLP autoencoder (P-128-dim-128-P, MSE, Adam) trained on the pool."""
+    from torch import nn
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        enc = nn.Sequential(nn.Linear(x.shape[1], 128), nn.ReLU(), nn.Linear(128, dim))
+        dec = nn.Sequential(nn.Linear(dim, 128), nn.ReLU(), nn.Linear(128, x.shape[1]))
+        opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-3)
+        for _ in range(epochs):
+            for idx in torch.randperm(len(x)).split(128):
+                opt.zero_grad()
+                nn.functional.mse_loss(dec(enc(x[idx])), x[idx]).backward()
+                opt.step()
+    with torch.no_grad():
+        return l2_normalise(enc(x))
+
+
 CANDIDATES: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "raw": lambda x: l2_normalise(x),
     "raw-std": lambda x: l2_normalise(_standardised(x)),
@@ -64,6 +84,7 @@ CANDIDATES: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "pca16": lambda x: pca_embedding(x, 16, standardise=False),
     "pca32": lambda x: pca_embedding(x, 32, standardise=False),
     "pca64": lambda x: pca_embedding(x, 64, standardise=False),
+    "ae32": _autoencoder,
 }
 
 
