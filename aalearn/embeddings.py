@@ -19,8 +19,9 @@ comes from one of three sources, the ``embedding`` argument of the samplers:
   components. Chosen by ``benchmarks/cold_start_embedding.py`` (``docs/zero-labels.md``:
   digits and mnist5k, 10 to 40 labels from zero, 5 seeds): centred PCA beat
   standardised PCA for TypiClust and ProbCover; 16 and 32 components were level
-  within the seeds' spread (32 keeps more variance for richer inputs); raw pixels were
-  level for TypiClust, worse for ProbCover, and an ``(N, P)`` embedding does not scale.
+  within the seeds' spread (32 keeps more variance for richer inputs); raw pixels and
+  a small autoencoder trained on the pool were level for TypiClust, worse for ProbCover
+  (and an ``(N, P)`` embedding does not scale; an autoencoder needs training).
 
 PCA is scikit-learn's :class:`~sklearn.decomposition.PCA` (imported when needed), not
 :func:`torch.pca_lowrank`: the latter draws its random projection from torch's
