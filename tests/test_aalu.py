@@ -325,7 +325,7 @@ def test_needs_labeled_items():
     x, y = torch.randn(20, 4), torch.arange(20) % 2
     pool = ActivePool(TensorDataset(x, y))
     model = nn.Sequential(nn.Identity(), nn.Linear(4, 2))
-    with pytest.raises(ValueError, match="needs at least 1 labeled item"):
+    with pytest.raises(ValueError, match="The pool has no labeled item"):
         AALUSampler(variant="advVAE", inference={"device": "cpu"}).select(model, pool, 2)
     pool.label([0])
     with pytest.raises(ValueError, match="needs at least 2 labeled item"):

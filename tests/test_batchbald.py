@@ -126,7 +126,9 @@ def repeated(digits):
     base = torch.arange(60) + 500
     data = torch.utils.data.TensorDataset(x[base].repeat(5, 1, 1, 1), y[base].repeat(5))
     model = trained_model(digits, np.arange(100), epochs=20)
-    return model, aalearn.ActivePool(data)
+    pool = aalearn.ActivePool(data)
+    pool.label(np.arange(0, 300, 60))  # all copies of one item: samplers need a label
+    return model, pool
 
 
 def _sharp_model(digits):

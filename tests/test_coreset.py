@@ -222,6 +222,9 @@ def test_sampler_cold_start_and_errors(digits):
     pool = aalearn.ActivePool(Subset(digits, range(100)))
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    with pytest.raises(ValueError, match="The pool has no labeled item, and CoreSetSampler"):
+        CoreSetSampler().select(model, pool, 5)
+    pool.label([0])
     picked = CoreSetSampler(inference={"device": "cpu", "feature_layer": "3"}).select(
         model, pool, 5
     )
@@ -233,8 +236,7 @@ def test_sampler_cold_start_and_errors(digits):
     with pytest.raises(TypeError, match="`feature_layer` to be a str or None"):
         CoreSetSampler(inference={"feature_layer": 3}).select(model, pool, 5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`budget` to be at most"):
-        CoreSetSampler().select(model, pool, 101)
-    empty = TensorDataset(torch.randn(5, 64))
-    assert CoreSetSampler(inference={"device": "cpu"}).select(
-        model, aalearn.ActivePool(empty), 0
-    ).shape == (0,)
+        CoreSetSampler().select(model, pool, 100)
+    empty = aalearn.ActivePool(TensorDataset(torch.randn(5, 64)))
+    empty.label([0])
+    assert CoreSetSampler(inference={"device": "cpu"}).select(model, empty, 0).shape == (0,)

@@ -413,6 +413,7 @@ def test_shard_indices_partitions_without_padding():
 
 def test_sharded_sampler_checks_its_arguments(tiny_model, digits):
     pool = aalearn.ActivePool(digits)
+    pool.label([0])  # a model-based sampler refuses a pool with no label
     sampler = aalearn.UncertaintySampler("margin", inference={"device": "cpu"})
     assert isinstance(ShardedSampler(sampler), aalearn.Sampler)
     assert repr(ShardedSampler(sampler, timeout=5)) == (

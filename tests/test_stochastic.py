@@ -137,7 +137,9 @@ def repeated(digits):
     x, y = digits.tensors
     base = torch.arange(60) + 500
     data = torch.utils.data.TensorDataset(x[base].repeat(5, 1, 1, 1), y[base].repeat(5))
-    return trained_model(digits, np.arange(100), epochs=20), aalearn.ActivePool(data)
+    pool = aalearn.ActivePool(data)
+    pool.label(np.arange(0, 300, 60))  # all copies of one item: samplers need a label
+    return trained_model(digits, np.arange(100), epochs=20), pool
 
 
 @pytest.mark.parametrize("method", ["entropy", "bald"])

@@ -6,9 +6,11 @@ from aalearn.samplers.badge import BADGESampler
 from aalearn.samplers.base import BaseSampler, Sampler
 from aalearn.samplers.batchbald import BatchBALDSampler
 from aalearn.samplers.coreset import CoreSetSampler
+from aalearn.samplers.probcover import ProbCoverSampler
 from aalearn.samplers.random import RandomSampler
 from aalearn.samplers.stochastic import StochasticBatchSampler
 from aalearn.samplers.trained import FeatureSelectorSampler, SelectorSampler
+from aalearn.samplers.typiclust import TypiClustSampler
 from aalearn.samplers.uncertainty import UncertaintySampler
 from aalearn.samplers.vaal import VAALSampler
 
@@ -21,10 +23,12 @@ __all__ = [
     "BatchBALDSampler",
     "CoreSetSampler",
     "FeatureSelectorSampler",
+    "ProbCoverSampler",
     "RandomSampler",
     "Sampler",
     "SelectorSampler",
     "StochasticBatchSampler",
+    "TypiClustSampler",
     "UncertaintySampler",
     "VAALSampler",
 ]

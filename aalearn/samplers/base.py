@@ -32,6 +32,7 @@ from aalearn.inference.passes import collect_pass, stream_pass
 from aalearn.pool import ActivePool
 
 from ._params import ParamsMixin
+from ._zero import check_has_labels
 
 __all__ = ["BaseSampler", "Sampler"]
 
@@ -93,8 +94,8 @@ class BaseSampler(ParamsMixin):
 
     Capability flags (class attributes, read by code and by
     :func:`aalearn.testing.check_sampler` instead of lists of names):
-    ``requires_model`` (the sampler reads a model) and :attr:`has_score` (it scores
-    items one by one: derived from the ``_score`` hook).
+    ``requires_model`` (the sampler reads a model), ``needs_labels`` (it refuses a pool
+    with no label) and :attr:`has_score` (it scores items one by one: from ``_score``).
 
     Parameters
     ----------
@@ -123,6 +124,7 @@ class BaseSampler(ParamsMixin):
     ...         return out.indices[order[:budget].cpu().numpy()]
     >>> model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2))
     >>> pool = ActivePool(TensorDataset(torch.randn(20, 2), torch.zeros(20, dtype=torch.long)))
+    >>> pool.label([0])  # a model-based sampler refuses a pool with no label (needs_labels)
     >>> sampler = LargestNorm(inference={"device": "cpu"})
     >>> sampler
     LargestNorm(inference={'device': 'cpu'})
@@ -177,6 +179,11 @@ class BaseSampler(ParamsMixin):
         return resolve_device(self.inference_.device)
 
     @property
+    def needs_labels(self) -> bool:
+        """``select``/``score`` refuse a pool with no label (default: ``requires_model``)."""
+        return bool(self.requires_model)
+
+    @property
     def has_score(self) -> bool:
         """Whether :meth:`score` gives one score per item (the class has a ``_score`` hook)."""
         return type(self)._score is not BaseSampler._score
@@ -208,6 +215,7 @@ class BaseSampler(ParamsMixin):
             )
         self._check_model(model)
         self._validate_params()
+        check_has_labels(self, pool)
         if budget == 0:
             return np.empty(0, dtype=np.int64)
         rng = check_random_state(self.random_state)
@@ -253,6 +261,7 @@ class BaseSampler(ParamsMixin):
         self._check_pool(pool)
         self._check_model(model)
         self._validate_params()
+        check_has_labels(self, pool)
         idx = check_unlabeled_indices(indices, pool)
         rng = check_random_state(self.random_state)
         with preserve_mode(model):

@@ -59,6 +59,7 @@ class BatchBALDSampler(BaseSampler):
     <torch._C.Generator object at ...>
     >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
     >>> pool = ActivePool(TensorDataset(torch.randn(50, 4), torch.arange(50) % 3))
+    >>> pool.label([0, 1, 2])  # a model trained on these labels (see docs/zero-labels.md)
     >>> sampler = BatchBALDSampler(mc_samples=8, inference={"device": "cpu"}, random_state=0)
     >>> sampler
     BatchBALDSampler(mc_samples=8, inference={'device': 'cpu'}, random_state=0)

@@ -25,8 +25,8 @@ class CoreSetSampler(BaseSampler):
     labeled and unlabeled items together, then
     :func:`aalearn.functional.k_center_greedy` runs with the labeled items as the
     initial centers. The picks come back in the order chosen, so the first one is
-    the farthest from the labeled set. Ties go to the smaller dataset index. With
-    nothing labeled, the first pick is the item farthest from the mean feature.
+    the farthest from the labeled set. Ties go to the smaller dataset index. A pool
+    with nothing labeled is refused (see ``docs/zero-labels.md``).
     The selection is deterministic; ``random_state`` is not used.
 
     Non-finite features (NaN or inf model outputs) raise ``ValueError`` naming

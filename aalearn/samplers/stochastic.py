@@ -104,6 +104,7 @@ class StochasticBatchSampler(BaseSampler):
     <torch._C.Generator object at ...>
     >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
     >>> pool = ActivePool(TensorDataset(torch.randn(50, 4), torch.arange(50) % 3))
+    >>> pool.label([0, 1, 2])  # a model trained on these labels (see docs/zero-labels.md)
     >>> bald = UncertaintySampler("bald", random_state=0)
     >>> power_bald = StochasticBatchSampler(bald, mode="power", random_state=0)
     >>> power_bald.mode, power_bald.beta
@@ -145,6 +146,11 @@ class StochasticBatchSampler(BaseSampler):
     def requires_model(self) -> bool:  # type: ignore[override]
         """Whatever the wrapped sampler needs."""
         return bool(getattr(self.sampler, "requires_model", True))
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whatever the wrapped sampler needs."""
+        return bool(getattr(self.sampler, "needs_labels", self.requires_model))
 
     def _select(
         self, model: Any, pool: ActivePool, budget: int, rng: np.random.Generator

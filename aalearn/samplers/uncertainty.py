@@ -55,6 +55,7 @@ class UncertaintySampler(BaseSampler):
     <torch._C.Generator object at ...>
     >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3))
     >>> pool = ActivePool(TensorDataset(torch.randn(50, 4), torch.arange(50) % 3))
+    >>> pool.label([0, 1, 2])  # a model trained on these labels (see docs/zero-labels.md)
     >>> sampler = UncertaintySampler("entropy", inference={"batch_size": 16, "device": "cpu"})
     >>> sampler  # the repr shows the arguments that differ from the defaults
     UncertaintySampler(inference={'batch_size': 16, 'device': 'cpu'})

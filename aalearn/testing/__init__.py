@@ -116,9 +116,14 @@ def check_sampler(sampler: Any, *, device: Union[str, torch.device] = "cpu") -> 
     - ``check_score`` (where there is a ``score`` method): one finite float per
       unlabeled item, the same for a subset of them, and for a ranking sampler the
       picks are the highest scores, ties to the smaller index;
-    - ``check_non_finite``: where ``requires_model``, a model whose outputs are NaN
-      or inf for some items (their inputs are) makes ``select`` raise ``ValueError``
-      naming them (``aalearn._finite``'s policy); otherwise ``select`` works;
+    - ``check_non_finite``: where ``requires_model`` (or ``reads_inputs``: an embedding
+      computed from the inputs), a model whose outputs are NaN or inf for some items
+      (their inputs are) makes ``select`` raise ``ValueError`` naming them
+      (``aalearn._finite``'s policy); otherwise ``select`` works;
+    - ``check_zero_labels``: on a pool with no labeled item, a sampler whose
+      ``needs_labels`` is ``False`` picks ``budget`` valid items (also with
+      ``model=None`` where it needs no model); the others raise ``ValueError`` saying
+      that the pool has no labeled item and naming the samplers that work from zero;
     - ``check_params`` (where there is ``get_params``): the constructor arguments
       are stored as given and nothing else is set in ``__init__``,
       :func:`sklearn.base.clone` gives the same picks, ``set_params`` round-trips
