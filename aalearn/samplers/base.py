@@ -136,18 +136,15 @@ class BaseSampler(ParamsMixin):
     False
     """
 
-    # Class flags: what a sampler can do, read by aalearn.testing.check_sampler and the
-    # test suite (never a hand-kept list of names). They are read on the instance, so a
-    # class whose capability depends on its configuration may make one a property.
+    # Class flags, read (on the instance: a property may replace one) by check_sampler and
+    # the test suite, never a hand-kept list of names.
 
-    #: The sampler needs a model (``False`` for :class:`RandomSampler`: ``select(None, ...)``
-    #: works, and no model output is read, so the non-finite policy does not apply).
+    #: The sampler needs a model (``False`` for :class:`RandomSampler`: ``select(None, ...)``).
     requires_model: ClassVar[bool] = True
     #: ``select`` is a ranking: with the same seed, a smaller budget picks a prefix of a
     #: larger one's picks (``False`` when the batch depends on the budget, as k-center does).
     ranking: ClassVar[bool] = False
-    #: Cheap constructor arguments for :func:`aalearn.testing.check_sampler`, one mapping
-    #: per configuration to check (``inference`` and ``random_state`` are added).
+    #: Cheap arguments for :func:`aalearn.testing.check_sampler`, one mapping per setup.
     _test_params: ClassVar[tuple[Mapping[str, Any], ...]] = ({},)
 
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {
@@ -171,11 +168,8 @@ class BaseSampler(ParamsMixin):
 
     @property
     def device_(self) -> torch.device:
-        """The inference device, resolved without a model.
-
-        ``None`` gives CUDA when available, else CPU; at ``select`` time ``None``
-        follows the model instead (:func:`aalearn.inference.inference_device`).
-        """
+        """The inference device without a model (``None``: CUDA if available; at ``select``
+        time ``None`` follows the model, :func:`aalearn.inference.inference_device`)."""
         return resolve_device(self.inference_.device)
 
     @property
