@@ -5,6 +5,7 @@ from aalearn.samplers.adversarial import AdversarialSampler
 from aalearn.samplers.badge import BADGESampler
 from aalearn.samplers.base import BaseSampler, Sampler
 from aalearn.samplers.batchbald import BatchBALDSampler
+from aalearn.samplers.budget_aware import BudgetAwareSampler
 from aalearn.samplers.coreset import CoreSetSampler
 from aalearn.samplers.random import RandomSampler
 from aalearn.samplers.stochastic import StochasticBatchSampler
@@ -19,6 +20,7 @@ __all__ = [
     "BADGESampler",
     "BaseSampler",
     "BatchBALDSampler",
+    "BudgetAwareSampler",
     "CoreSetSampler",
     "FeatureSelectorSampler",
     "RandomSampler",

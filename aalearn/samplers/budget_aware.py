@@ -1,0 +1,328 @@
+"""A sampler that picks the method for the budget: cold-start first, uncertainty once competent."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, ClassVar, Optional
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from aalearn._validation import Constraint, Int, RandomState, Real, Rule, check_random_state
+from aalearn.functional.coverage import PURITY, probcover_delta
+from aalearn.pool import ActivePool
+from aalearn.samplers.base import BaseSampler
+from aalearn.samplers.random import RandomSampler
+from aalearn.samplers.uncertainty import UncertaintySampler
+
+__all__ = ["BudgetAwareSampler", "BudgetDecision", "ball_coverage"]
+
+logger = logging.getLogger(__name__)
+
+#: DCoM's competence curve is 0.5 at this coverage (Mishal and Weinshall, 2024).
+THRESHOLD = 0.8
+#: Rows of the labeled side of one distance block (the other side is all the pool).
+_BLOCK = 2**22
+#: An embedding of the conformance suite's 150-item pool (aalearn.testing).
+_TEST_EMBEDDING = torch.randn(150, 4, generator=torch.Generator().manual_seed(0))
+
+
+def ball_coverage(embedding: Tensor, labeled_mask: Tensor, delta: float) -> float:
+    """Fraction of the rows within ``delta`` (strictly) of a labeled row.
+
+    ProbCover's coverage ``P(union of the labeled items' delta-balls)`` on the pool,
+    the first term of its bound on the 1-NN error,
+    ``err <= (1 - coverage) + (1 - purity(delta))``. Computed in blocks of at most
+    ``2**22`` distances: memory ``O(N)`` beyond the embedding, time ``O(N L D)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.tensor([[0.0], [0.5], [2.0], [10.0]])
+    >>> ball_coverage(x, torch.tensor([True, False, False, False]), 1.0)  # rows 0 and 1
+    0.5
+    """
+    x = embedding.float() if embedding.dtype not in (torch.float32, torch.float64) else embedding
+    lab = x[labeled_mask.to(x.device)]
+    n = x.shape[0]
+    if lab.shape[0] == 0:
+        return 0.0
+    covered = torch.zeros(n, dtype=torch.bool, device=x.device)
+    rows = max(1, _BLOCK // lab.shape[0])
+    for s in range(0, n, rows):
+        d = torch.cdist(x[s : s + rows], lab)
+        covered[s : s + rows] = (d < delta).any(dim=1)
+    return float(covered.double().mean())
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetDecision:
+    """What :class:`BudgetAwareSampler` decided at its last ``select``, and why.
+
+    ``regime`` is ``"low"`` or ``"high"``; ``method`` the class name of the sampler
+    that ran; ``coverage`` the fraction of the pool within ``delta`` of a labeled item,
+    compared with ``threshold``; ``n_labeled`` the labeled items at that time.
+    """
+
+    regime: str
+    method: str
+    coverage: float
+    threshold: float
+    delta: float
+    n_labeled: int
+
+    def __str__(self) -> str:
+        sign = ">=" if self.regime == "high" else "<"
+        return (
+            f"{self.method} ran ({self.regime}-budget regime): the {self.n_labeled} labeled "
+            f"items' balls of radius {self.delta:.4g} cover {self.coverage:.1%} of the pool, "
+            f"{sign} the threshold {self.threshold:.0%}"
+        )
+
+
+def _check_sampler(value: Any, name: str) -> Any:
+    if value is not None and not callable(getattr(value, "select", None)):
+        raise TypeError(
+            f"Expected argument `{name}` to be a sampler with a select(model, pool, budget) "
+            f"method, or None, but got {type(value).__name__}."
+        )
+    return value
+
+
+def _check_embedding(value: Any, name: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"Expected argument `{name}` to be an (N, D) array or tensor, or None, but got "
+            f"{type(value).__name__}."
+        )
+    if value.ndim != 2 or not (value.is_floating_point() or value.dtype == torch.int64):
+        raise ValueError(
+            f"Expected argument `{name}` to be a 2-D (N, D) array of numbers, but got shape "
+            f"{tuple(value.shape)} and dtype {value.dtype}."
+        )
+    return value
+
+
+class BudgetAwareSampler(BaseSampler):
+    r"""Cold-start sampling while the labels are few, uncertainty once the model is competent.
+
+    At low budgets the picks that help most are typical, covering items; at high budgets,
+    items the model is unsure of. Each of the two families falls below random in the
+    other's regime (Hacohen et al., ICML 2022; DCoM, Mishal and Weinshall, 2024). This
+    sampler measures which regime it is in at every ``select``, with no validation set:
+
+    .. math::
+
+        c = \frac{1}{N} \big|\{ i : \min_{j \in L} \lVert x_i - x_j \rVert < \delta \}\big|,
+
+    the fraction of the pool within ``delta`` of a labeled item in the embedding: the
+    coverage of ProbCover's bound on the 1-nearest-neighbour error,
+    :math:`\mathrm{err} \le (1 - c) + (1 - \pi(\delta))` (Yehuda et al., NeurIPS
+    2022), where :math:`\pi(\delta)` is the purity of the balls. While
+    ``c < threshold`` the uncovered mass dominates the bound, so ``low`` (a cold-start
+    sampler, which adds coverage) runs; once ``c >= threshold`` ``high`` (an
+    uncertainty sampler) runs. The default ``threshold = 0.8`` is the midpoint of
+    DCoM's competence curve. Coverage only grows with the labeled set, so the switch
+    happens once. ``delta`` by default is ProbCover's purity rule (the largest radius
+    whose balls are ``alpha`` pure with respect to k-means with ``n_classes`` clusters,
+    :func:`aalearn.functional.probcover_delta`), computed once.
+
+    With zero labels ``c = 0``: ``low`` runs and ``model`` may be ``None``. ``high``
+    needs a model (``ValueError`` when it is ``None`` after the switch).
+
+    After each ``select``, :attr:`last_decision_` (a :class:`BudgetDecision`) says which
+    method ran and the coverage against the threshold; the same sentence goes to the
+    ``aalearn.samplers.budget_aware`` logger at level INFO.
+
+    Parameters
+    ----------
+    low : sampler, optional
+        The low-budget sampler; ``None``: :class:`aalearn.ProbCoverSampler` (which
+        maximises the very coverage the rule measures) on the same ``embedding``.
+    high : sampler, optional
+        The high-budget sampler; ``None``: ``UncertaintySampler("margin")``.
+    embedding : array or tensor of shape (N, D), optional
+        Row ``i`` embeds dataset index ``i``; the space of the coverage. ``None``:
+        ``low.embed(pool)`` (the embedding of the cold-start sampler).
+    threshold : float
+        Coverage in ``[0, 1]`` at and above which ``high`` runs.
+    delta : float, optional
+        Ball radius, ``> 0``; ``None``: the purity rule.
+    n_classes : int, optional
+        Clusters of the purity rule; ``None``: ``low.n_classes``.
+    alpha : float
+        Purity the rule asks for, in ``(0, 1]``.
+    random_state : int, numpy.random.Generator or None
+        Seed of the default samplers and of the purity rule's k-means.
+
+    Attributes
+    ----------
+    last_decision_ : BudgetDecision
+        The decision of the last ``select``.
+    delta_ : float
+        The radius used.
+
+    Examples
+    --------
+    >>> import logging, torch
+    >>> from torch.utils.data import TensorDataset
+    >>> from aalearn import ActivePool, BudgetAwareSampler, RandomSampler, UncertaintySampler
+    >>> x = torch.cat([torch.randn(30, 2, generator=torch.Generator().manual_seed(0)) + c
+    ...                for c in (-5.0, 5.0)])
+    >>> pool = ActivePool(TensorDataset(x, (x[:, 0] > 0).long()))
+    >>> sampler = BudgetAwareSampler(RandomSampler(random_state=0), UncertaintySampler("margin"),
+    ...                              embedding=x, delta=2.0, random_state=0)
+    >>> picked = sampler.select(None, pool, budget=2)  # zero labels: the low-budget sampler
+    >>> sampler.last_decision_.regime, sampler.last_decision_.method
+    ('low', 'RandomSampler')
+    >>> print(sampler.last_decision_)  # doctest: +ELLIPSIS
+    RandomSampler ran (low-budget regime): the 0 labeled items' balls ... cover 0.0% ...
+    >>> pool.label(pool.unlabeled_indices[::3])
+    >>> model = torch.nn.Linear(2, 2)
+    >>> picked = sampler.select(model, pool, budget=2)
+    >>> sampler.last_decision_.regime, sampler.last_decision_.method
+    ('high', 'UncertaintySampler')
+    """
+
+    _test_params: ClassVar[tuple[dict[str, Any], ...]] = (
+        {  # always the high-budget sampler (threshold 0), the model's outputs read
+            "low": RandomSampler(random_state=0),
+            "high": UncertaintySampler("margin"),
+            "embedding": _TEST_EMBEDDING,
+            "threshold": 0.0,
+            "delta": 1.0,
+        },
+        {  # both regimes model-free; delta by the purity rule
+            "low": RandomSampler(random_state=0),
+            "high": RandomSampler(random_state=1),
+            "embedding": _TEST_EMBEDDING,
+            "threshold": 0.5,
+            "n_classes": 3,
+        },
+    )
+
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "low": Rule(_check_sampler),
+        "high": Rule(_check_sampler),
+        "embedding": Rule(_check_embedding),
+        "threshold": Real(0.0, 1.0),
+        "delta": Real(0.0, low_open=True, none=True),
+        "n_classes": Int(2, none=True),
+        "alpha": Real(0.0, 1.0, low_open=True),
+        "random_state": Rule(check_random_state),
+    }
+
+    def __init__(
+        self,
+        low: Any = None,
+        high: Any = None,
+        *,
+        embedding: Any = None,
+        threshold: float = THRESHOLD,
+        delta: Optional[float] = None,
+        n_classes: Optional[int] = None,
+        alpha: float = PURITY,
+        random_state: RandomState = None,
+    ) -> None:
+        self.random_state = random_state  # no `inference`: the wrapped samplers have their own
+        self.low = low
+        self.high = high
+        self.embedding = embedding
+        self.threshold = threshold
+        self.delta = delta
+        self.n_classes = n_classes
+        self.alpha = alpha
+
+    @property
+    def requires_model(self) -> bool:  # type: ignore[override]
+        """Whether ``high`` reads a model (``low`` runs without one while labels are few)."""
+        return bool(getattr(self.high, "requires_model", True))
+
+    def _check_model(self, model: Any) -> None:
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(
+                f"Expected argument `model` to be a torch.nn.Module, but got "
+                f"{type(model).__name__}."
+            )
+
+    def _samplers(self, rng: np.random.Generator) -> tuple[Any, Any]:
+        """``low`` and ``high``, or the defaults (made once, so their caches are kept)."""
+        seed = int(rng.integers(2**31))
+        key = (id(self.embedding), self.delta, self.n_classes, seed)
+        if self.low is not None and self.high is not None:
+            return self.low, self.high
+        defaults = getattr(self, "_made_samplers", None)
+        if defaults is None or defaults[0] != key:
+            from aalearn.samplers.probcover import ProbCoverSampler
+            low = ProbCoverSampler(
+                self.embedding, delta=self.delta, n_classes=self.n_classes, random_state=seed
+            )
+            defaults = (key, low, UncertaintySampler("margin", random_state=seed))
+            self._made_samplers = defaults
+        low = defaults[1] if self.low is None else self.low
+        high = defaults[2] if self.high is None else self.high
+        return low, high
+
+    def _embedding(self, low: Any, pool: ActivePool) -> Tensor:
+        emb = _check_embedding(self.embedding, "embedding")
+        if emb is None:
+            if not callable(getattr(low, "embed", None)):
+                raise ValueError(
+                    "Expected argument `embedding` (the space of the coverage) when `low` has "
+                    f"no embed(pool) method, but got None and {type(low).__name__}."
+                )
+            emb = torch.as_tensor(low.embed(pool))
+        if emb.shape[0] != len(pool):
+            raise ValueError(
+                f"Expected argument `embedding` to have one row per pool item ({len(pool)}), "
+                f"but got {emb.shape[0]} rows."
+            )
+        return emb if emb.is_floating_point() else emb.float()
+
+    def _delta(self, low: Any, emb: Tensor, rng: np.random.Generator) -> float:
+        if self.delta is not None:
+            return float(self.delta)
+        key = (id(self.embedding) if self.embedding is not None else id(low), self.alpha)
+        cached = getattr(self, "_delta_cache", None)
+        if cached is not None and cached[0] == key:
+            return float(cached[1])
+        n_classes = self.n_classes if self.n_classes is not None else getattr(low, "n_classes", None)
+        if n_classes is None:
+            raise ValueError(
+                "Expected argument `n_classes` (the purity rule's k-means clusters) when "
+                "`delta` is None, but got None."
+            )
+        gen = torch.Generator(device=emb.device).manual_seed(int(rng.integers(2**31)))
+        delta = probcover_delta(emb, n_classes, alpha=self.alpha, generator=gen)
+        self._delta_cache = (key, delta)
+        return delta
+
+    def _select(
+        self, model: Any, pool: ActivePool, budget: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        low, high = self._samplers(rng)
+        emb = self._embedding(low, pool)
+        delta = self._delta(low, emb, rng)
+        mask = torch.from_numpy(pool.labeled_mask.copy())
+        coverage = ball_coverage(emb, mask, delta)
+        regime = "high" if coverage >= self.threshold else "low"
+        chosen = high if regime == "high" else low
+        if regime == "high" and model is None and getattr(high, "requires_model", True):
+            raise ValueError(
+                f"Expected argument `model` to be a trained model: the labeled items cover "
+                f"{coverage:.1%} of the pool (>= threshold {self.threshold}), so "
+                f"{type(high).__name__} runs, and it needs one; but got None."
+            )
+        decision = BudgetDecision(
+            regime, type(chosen).__name__, coverage, float(self.threshold), delta, pool.n_labeled
+        )
+        self.delta_ = delta
+        self.last_decision_ = decision
+        logger.info("%s", decision)
+        return np.asarray(chosen.select(model, pool, budget))
