@@ -82,7 +82,12 @@ MODEL_BASED = ("coreset", "entropy", "margin", "badge", "aalu")
 LB_METHODS = ("random", *COLD_START, *MODEL_BASED[:-1], "regime", "aalu")
 REGIME = "regime"
 #: The regime sampler's defaults in this benchmark (see ``regime_parts``).
-REGIME_DEFAULTS = {"low": "probcover", "high": "margin", "threshold": 0.8}
+REGIME_DEFAULTS: dict[str, Any] = {
+    "low": "typiclust",
+    "high": "margin",
+    "rule": "coverage",
+    "threshold": None,
+}
 LB_COLUMNS = (
     "dataset",
     "setting",
@@ -232,12 +237,14 @@ def regime_parts(spec: str) -> dict[str, Any]:
     _, overrides = parse_spec(spec.replace(REGIME, "random", 1))
     bad = set(overrides) - set(REGIME_DEFAULTS)
     if bad:
-        raise ValueError(f"Unknown keys {sorted(bad)} in {spec!r}; expected {list(REGIME_DEFAULTS)}.")
+        raise ValueError(
+            f"Unknown keys {sorted(bad)} in {spec!r}; expected {list(REGIME_DEFAULTS)}."
+        )
     return {**REGIME_DEFAULTS, **overrides}
 
 
 def lb_sampler(spec: str, dataset: str, settings: Settings, n_pool: int, seed: int) -> Any:
-    """The sampler of one low-budget cycle (model-based ones through the main :func:`make_sampler`)."""
+    """The sampler of one cycle (the model-based ones from the main :func:`make_sampler`)."""
     name = spec.split("[", 1)[0]
     if name in COLD_START:
         return cold_start_sampler(name, dataset, seed)
@@ -248,7 +255,9 @@ def lb_sampler(spec: str, dataset: str, settings: Settings, n_pool: int, seed: i
             make_sampler(parts["high"], settings, n_pool, seed),
             embedding=embedding_of(dataset),
             delta=delta_of(dataset),
+            rule=parts["rule"],
             threshold=parts["threshold"],
+            n_classes=N_CLASSES,
             random_state=seed,
         )
     return make_sampler(spec, settings, n_pool, seed)
@@ -398,9 +407,7 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_lb(
-    units: list[LBUnit], workers: int, csv_path: Path, n_points: dict[str, int]
-) -> None:
+def run_lb(units: list[LBUnit], workers: int, csv_path: Path, n_points: dict[str, int]) -> None:
     """Run ``units`` (on ``workers`` processes); append each one's rows as it finishes."""
     start = time.perf_counter()
     done = 0
