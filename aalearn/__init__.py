@@ -6,7 +6,7 @@ items to label next and keeps track of the labeled and unlabeled pools.
 ``import aalearn`` imports torch, numpy and aalearn only (never torchvision).
 """
 
-from aalearn import functional
+from aalearn import embeddings, functional
 from aalearn.inference import InferenceConfig, InferenceOutputs, collect, stream
 from aalearn.pool import ActivePool, PoolSubset
 from aalearn.samplers import (
@@ -17,9 +17,11 @@ from aalearn.samplers import (
     BatchBALDSampler,
     BudgetAwareSampler,
     CoreSetSampler,
+    ProbCoverSampler,
     RandomSampler,
     Sampler,
     StochasticBatchSampler,
+    TypiClustSampler,
     UncertaintySampler,
     VAALSampler,
 )
@@ -38,13 +40,16 @@ __all__ = [
     "InferenceConfig",
     "InferenceOutputs",
     "PoolSubset",
+    "ProbCoverSampler",
     "RandomSampler",
     "Sampler",
     "StochasticBatchSampler",
+    "TypiClustSampler",
     "UncertaintySampler",
     "VAALSampler",
     "__version__",
     "collect",
+    "embeddings",
     "functional",
     "stream",
 ]

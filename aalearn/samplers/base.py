@@ -32,6 +32,7 @@ from aalearn.inference.passes import collect_pass, stream_pass
 from aalearn.pool import ActivePool
 
 from ._params import ParamsMixin
+from ._zero import check_has_labels
 
 __all__ = ["BaseSampler", "Sampler"]
 
@@ -93,8 +94,8 @@ class BaseSampler(ParamsMixin):
 
     Capability flags (class attributes, read by code and by
     :func:`aalearn.testing.check_sampler` instead of lists of names):
-    ``requires_model`` (the sampler reads a model) and :attr:`has_score` (it scores
-    items one by one: derived from the ``_score`` hook).
+    ``requires_model`` (the sampler reads a model), ``needs_labels`` (it refuses a pool
+    with no label) and :attr:`has_score` (it scores items one by one: from ``_score``).
 
     Parameters
     ----------
@@ -123,6 +124,7 @@ class BaseSampler(ParamsMixin):
     ...         return out.indices[order[:budget].cpu().numpy()]
     >>> model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2))
     >>> pool = ActivePool(TensorDataset(torch.randn(20, 2), torch.zeros(20, dtype=torch.long)))
+    >>> pool.label([0])  # a model-based sampler refuses a pool with no label (needs_labels)
     >>> sampler = LargestNorm(inference={"device": "cpu"})
     >>> sampler
     LargestNorm(inference={'device': 'cpu'})
@@ -141,6 +143,8 @@ class BaseSampler(ParamsMixin):
     #: The sampler needs a model (``False`` for :class:`RandomSampler`: ``select(None, ...)``
     #: works, and no model output is read, so the non-finite policy does not apply).
     requires_model: ClassVar[bool] = True
+    #: ``select``/``score`` refuse a pool with no labeled item (``ValueError``, ``_zero.py``).
+    needs_labels: ClassVar[bool] = True
     #: ``select`` is a ranking: with the same seed, a smaller budget picks a prefix of a
     #: larger one's picks (``False`` when the batch depends on the budget, as k-center does).
     ranking: ClassVar[bool] = False
@@ -207,6 +211,7 @@ class BaseSampler(ParamsMixin):
                 f"({pool.n_unlabeled}), but got {budget}."
             )
         self._check_model(model)
+        check_has_labels(self, pool)
         self._validate_params()
         if budget == 0:
             return np.empty(0, dtype=np.int64)
@@ -252,6 +257,7 @@ class BaseSampler(ParamsMixin):
             )
         self._check_pool(pool)
         self._check_model(model)
+        check_has_labels(self, pool)
         self._validate_params()
         idx = check_unlabeled_indices(indices, pool)
         rng = check_random_state(self.random_state)

@@ -15,7 +15,8 @@ __all__ = ["RandomSampler"]
 class RandomSampler(BaseSampler):
     """Pick ``budget`` unlabeled items uniformly at random, without replacement.
 
-    Needs no model (``select(None, pool, budget)`` works) and runs no inference.
+    Needs no model (``select(None, pool, budget)`` works) nor any label, and runs no
+    inference.
 
     It reads no model output, so the non-finite policy does not apply to it.
 
@@ -41,6 +42,7 @@ class RandomSampler(BaseSampler):
     """
 
     requires_model = False
+    needs_labels = False
 
     def _select(
         self, model: Any, pool: ActivePool, budget: int, rng: np.random.Generator

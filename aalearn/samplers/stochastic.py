@@ -146,6 +146,11 @@ class StochasticBatchSampler(BaseSampler):
         """Whatever the wrapped sampler needs."""
         return bool(getattr(self.sampler, "requires_model", True))
 
+    @property
+    def needs_labels(self) -> bool:  # type: ignore[override]
+        """Whatever the wrapped sampler needs."""
+        return bool(getattr(self.sampler, "needs_labels", True))
+
     def _select(
         self, model: Any, pool: ActivePool, budget: int, rng: np.random.Generator
     ) -> np.ndarray:

@@ -215,7 +215,8 @@ def check_non_finite(ctx: Context) -> None:
     check, model, pool = "check_non_finite", ctx.model, ctx.poisoned_pool
     what = f"select(model, pool, {BUDGET}) on a pool whose items {POISONED} are NaN or inf"
     sampler = ctx.fresh()
-    if not ctx.requires_model:  # reads no model output: the policy does not apply
+    # The policy applies to model outputs and to embeddings computed from the inputs.
+    if not (ctx.requires_model or getattr(sampler, "reads_inputs", False)):
         picked = ctx.call(check, what, lambda: sampler.select(model, pool, BUDGET), pool=pool)
         _expect_picks(ctx, check, what, picked, BUDGET, pool)
         return
@@ -249,6 +250,40 @@ def check_non_finite(ctx: Context) -> None:
                 f"{len(POISONED)} poisoned items {POISONED[:5]}, ..."
             ),
         )
+
+
+def check_zero_labels(ctx: Context) -> None:
+    """A pool with no labeled item: picks where ``needs_labels`` is False, else the refusal."""
+    check, model, pool = "check_zero_labels", ctx.model, ctx.zero_pool
+    sampler = ctx.fresh()
+    needs = getattr(sampler, "needs_labels", None)
+    if needs is None:  # a duck-typed sampler that does not say
+        return
+    what = f"select(model, pool, {BUDGET}) on a pool with no labeled item"
+    if not needs:
+        picked = ctx.call(check, what, lambda: sampler.select(model, pool, BUDGET), pool=pool)
+        _expect_picks(ctx, check, what, picked, BUDGET, pool)
+        if not ctx.requires_model:
+            what = what.replace("(model", "(None")
+            picked = ctx.call(check, what, lambda: sampler.select(None, pool, BUDGET), pool=pool)
+            _expect_picks(ctx, check, what, picked, BUDGET, pool)
+        return
+    calls = [(what, lambda: sampler.select(model, pool, BUDGET))]
+    if getattr(sampler, "has_score", False):
+        calls.append(
+            (
+                "score(model, pool) on a pool with no labeled item",
+                lambda: sampler.score(model, pool),
+            )
+        )
+    for what, fn in calls:
+        text = str(ctx.call(check, what, fn, pool=pool, raises=ValueError))
+        if "no labeled item" not in text or "RandomSampler" not in text:
+            ctx.fail(
+                check,
+                f"{what} raised ValueError({text!r}), which does not say that the pool has "
+                "no labeled item and name the samplers that work from zero (needs_labels)",
+            )
 
 
 def check_params(ctx: Context) -> None:
@@ -332,5 +367,6 @@ CHECKS: list[Callable[[Context], None]] = [
     check_ranking,
     check_score,
     check_non_finite,
+    check_zero_labels,
     check_params,
 ]

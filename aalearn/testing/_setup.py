@@ -148,6 +148,7 @@ class Context:
         bad[POISONED[:3]] = float("nan")
         bad[POISONED[3:]] = float("inf")
         self.poisoned_pool = _pool(bad, y.clone())
+        self.zero_pool = ActivePool(TensorDataset(x.clone(), y.clone()))  # nothing labeled
         self.model = _model(x, y, device)
         self.requires_model = bool(getattr(sampler, "requires_model", True))
         self._reference: Optional[np.ndarray] = None
