@@ -224,6 +224,8 @@ class BudgetAwareSampler(BaseSampler):
     """
 
     rules: ClassVar[tuple[str, ...]] = ("coverage", "per_class")
+    #: It works from zero labels: the low-budget sampler runs then.
+    needs_labels: ClassVar[bool] = False
     _test_params: ClassVar[tuple[dict[str, Any], ...]] = (
         {  # always the high-budget sampler (threshold 0), the model's outputs read
             "low": RandomSampler(random_state=0),

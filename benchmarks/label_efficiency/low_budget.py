@@ -35,7 +35,8 @@
   ``(cycles,)``. ``--probs-dir`` defaults to ``<out-dir>/label_efficiency_low_budget_probs``.
 
 Rows go to ``label_efficiency_low_budget.csv`` (columns ``LB_COLUMNS``; ``decision`` is
-the regime sampler's ``low``/``high``, ``coverage`` its measured coverage) when a unit
+the regime sampler's ``low``/``high`` at the cycle's select, ``measure`` the value of its
+rule: the coverage, or the labels per class) when a unit
 finishes; ``--resume`` skips complete units. The report is :mod:`.low_budget_report`.
 """
 
@@ -99,7 +100,7 @@ LB_COLUMNS = (
     "selection_seconds",
     "train_seconds",
     "decision",
-    "coverage",
+    "measure",
 )
 
 
@@ -202,6 +203,7 @@ class _Kernel(aalearn.BaseSampler):
     """TypiClust or ProbCover on the benchmark's embedding (the library's kernels)."""
 
     requires_model = False
+    needs_labels = False
 
     def __init__(self, kind: str, dataset: str, *, random_state: Any = None) -> None:
         self.kind = kind
@@ -223,12 +225,7 @@ class _Kernel(aalearn.BaseSampler):
 
 
 def cold_start_sampler(kind: str, dataset: str, seed: int) -> Any:
-    """The library's sampler when it has one (branch ``zero``), else the kernel on the embedding."""
-    emb = embedding_of(dataset)
-    if kind == "typiclust" and hasattr(aalearn, "TypiClustSampler"):
-        return aalearn.TypiClustSampler(emb, random_state=seed)
-    if kind == "probcover" and hasattr(aalearn, "ProbCoverSampler"):
-        return aalearn.ProbCoverSampler(emb, delta=delta_of(dataset), random_state=seed)
+    """TypiClust or ProbCover: the library's kernels on the benchmark's embedding and radius."""
     return _Kernel(kind, dataset, random_state=seed)
 
 
@@ -346,7 +343,7 @@ def run_lb_unit(unit: LBUnit) -> list[dict[str, Any]]:
                 "selection_seconds": round(select_s, 3),
                 "train_seconds": round(train_s, 3),
                 "decision": "" if decision is None else decision.regime,
-                "coverage": "" if decision is None else round(decision.coverage, 4),
+                "measure": "" if decision is None else round(decision.value, 4),
             }
         )
     if unit.probs_dir is not None:
@@ -375,7 +372,7 @@ def read_lb_rows(path: Path) -> list[dict[str, Any]]:
     for row in rows:
         for key in ("seed", "cycle", "labeled"):
             row[key] = int(row[key])
-        for key in ("accuracy", "selection_seconds", "train_seconds", "coverage"):
+        for key in ("accuracy", "selection_seconds", "train_seconds", "measure"):
             row[key] = float(row[key]) if row[key] not in ("", None) else math.nan
     return rows
 
@@ -450,11 +447,11 @@ def run_protocol(
     csv_path, meta_path = out_dir / f"{LB_STEM}.csv", out_dir / f"{LB_STEM}.json"
     probs_dir = probs_dir or out_dir / f"{LB_STEM}_probs"
     probs_dir.mkdir(parents=True, exist_ok=True)
+    rows = read_lb_rows(csv_path)
     n_points = {}
-    for d in datasets:
+    for d in {*datasets, *(r["dataset"] for r in rows)}:
         counts = schedule(cached_dataset(d).x_train.shape[0])
         n_points[d] = len([n for n in counts if max_labeled is None or n <= max_labeled])
-    rows = read_lb_rows(csv_path)
     done = complete_lb_units(rows, n_points) if rows else set()
     keep = [r for r in rows if (r["dataset"], r["setting"], r["method"], r["seed"]) in done]
     write_lb_rows(csv_path, keep, append=False)
