@@ -19,6 +19,7 @@ def _brute_coverage(x: np.ndarray, labeled: np.ndarray, delta: float) -> float:
     """Fraction of rows with a labeled row closer than delta: every distance, by numpy."""
     if not labeled.any():
         return 0.0
+    x = np.asarray(x, dtype=np.float64)
     d = np.sqrt(((x[:, None, :] - x[None, labeled, :]) ** 2).sum(-1))
     return float((d < delta).any(axis=1).mean())
 
@@ -217,3 +218,38 @@ def test_no_embedding_and_no_embed_method() -> None:
     sampler = BudgetAwareSampler(RandomSampler(random_state=0), delta=0.5)
     with pytest.raises(ValueError, match="Expected argument `embedding`.*no embed"):
         sampler.select(None, pool, 2)
+
+
+def test_defaults_typiclust_then_margin_from_zero_labels() -> None:
+    """No low/high given: TypiClust on the embedding from zero labels, margin after the switch."""
+    from aalearn import TypiClustSampler
+
+    pool, x, y, emb = _digits_setup()
+    sampler = BudgetAwareSampler(embedding=emb, n_classes=10, random_state=0)
+    picked = sampler.select(None, pool, 10)
+    d = sampler.last_decision_
+    assert (d.regime, d.method, d.value, d.threshold) == ("low", "TypiClustSampler", 0.0, 0.3)
+    low = sampler._made_samplers[1]
+    assert isinstance(low, TypiClustSampler) and low.embedding is emb
+    assert np.array_equal(picked, low.select(None, pool, 10))  # the default low's own picks
+    assert len(set(y[picked].tolist())) >= 7  # typical digits of most classes
+    pool.label(np.arange(0, 600, 2))
+    model = _train(x[::2], y[::2], 0)
+    picked = sampler.select(model, pool, 10)
+    assert sampler.last_decision_.method == "UncertaintySampler"
+    assert np.array_equal(picked, UncertaintySampler("margin").select(model, pool, 10))
+
+
+def test_coverage_in_the_low_samplers_embedding() -> None:
+    """embedding=None: the coverage is measured on low.embed(pool) (L2-normalised rows)."""
+    from aalearn import TypiClustSampler
+
+    pool, _, _, emb = _digits_setup()
+    pool.label(np.arange(0, 600, 10))
+    low = TypiClustSampler(emb * 3.0, random_state=0)  # the sampler normalises the rows
+    sampler = BudgetAwareSampler(low, UncertaintySampler("margin"), delta=0.4, threshold=0.99)
+    sampler.select(None, pool, 5)
+    space = low.embed(pool).numpy()
+    assert np.allclose(np.linalg.norm(space, axis=1), 1.0, atol=1e-5)
+    expected = _brute_coverage(space, pool.labeled_mask, 0.4)
+    assert sampler.last_decision_.value == pytest.approx(expected)

@@ -82,6 +82,8 @@ COLD_START = ("typiclust", "probcover")
 MODEL_BASED = ("coreset", "entropy", "margin", "badge", "aalu")
 LB_METHODS = ("random", *COLD_START, *MODEL_BASED[:-1], "regime", "aalu")
 REGIME = "regime"
+#: The regime sampler as run in the benchmark (the threshold chosen on digits).
+REGIME_RUN = "regime[threshold=0.3]"
 #: The regime sampler's defaults in this benchmark (see ``regime_parts``).
 REGIME_DEFAULTS: dict[str, Any] = {
     "low": "typiclust",
