@@ -253,3 +253,17 @@ def test_coverage_in_the_low_samplers_embedding() -> None:
     assert np.allclose(np.linalg.norm(space, axis=1), 1.0, atol=1e-5)
     expected = _brute_coverage(space, pool.labeled_mask, 0.4)
     assert sampler.last_decision_.value == pytest.approx(expected)
+
+
+def test_zero_labels_run_the_low_sampler_whatever_the_threshold() -> None:
+    pool, x = _pool()
+    sampler = BudgetAwareSampler(
+        RandomSampler(random_state=0), UncertaintySampler("margin"), embedding=x, delta=0.5,
+        threshold=0.0,
+    )  # fmt: skip
+    picked = sampler.select(None, pool, 4)
+    assert sampler.last_decision_.regime == "low"
+    assert np.array_equal(picked, RandomSampler(random_state=0).select(None, pool, 4))
+    pool.label(picked)
+    sampler.select(nn.Linear(2, 2), pool, 4)  # one label is enough for threshold 0
+    assert sampler.last_decision_.regime == "high"

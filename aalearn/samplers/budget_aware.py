@@ -164,7 +164,7 @@ class BudgetAwareSampler(BaseSampler):
       (default threshold 10).
 
     Both measures only grow with the labeled set, so the switch happens once. With
-    zero labels the measure is 0: ``low`` runs and ``model`` may be ``None``; ``high``
+    zero labels ``low`` runs whatever the threshold, and ``model`` may be ``None``; ``high``
     needs a model (``ValueError`` when it is ``None`` after the switch).
 
     After each ``select``, :attr:`last_decision_` (a :class:`BudgetDecision`) says which
@@ -386,7 +386,7 @@ class BudgetAwareSampler(BaseSampler):
             value = ball_coverage(emb, torch.from_numpy(pool.labeled_mask.copy()), delta)
         else:
             value = pool.n_labeled / self._n_classes(low)
-        regime = "high" if value >= threshold else "low"
+        regime = "high" if pool.n_labeled > 0 and value >= threshold else "low"
         chosen = high if regime == "high" else low
         decision = BudgetDecision(
             regime, type(chosen).__name__, self.rule, value, threshold, pool.n_labeled, delta
