@@ -10,15 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from aalearn._validation import (
-    Constraint,
-    Int,
-    Options,
-    RandomState,
-    Real,
-    Rule,
-    check_random_state,
-)
+from aalearn._validation import Constraint, Int, Options, RandomState, Real, Rule
 from aalearn.functional.coverage import PURITY, probcover_delta
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler
@@ -264,7 +256,6 @@ class BudgetAwareSampler(BaseSampler):
         "delta": Real(0.0, low_open=True, none=True),
         "n_classes": Int(2, none=True),
         "alpha": Real(0.0, 1.0, low_open=True),
-        "random_state": Rule(check_random_state),
     }
 
     def __init__(
