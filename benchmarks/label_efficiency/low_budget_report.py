@@ -195,7 +195,16 @@ def targets(
     return out
 
 
-_STYLE = {"random": ("k", 2.0), "typiclust": ("tab:green", 1.5), "probcover": ("tab:olive", 1.5)}
+_STYLE = {
+    "random": ("black", 1.5),
+    "typiclust": ("tab:green", 2.0),
+    "probcover": ("tab:olive", 1.2),
+    "coreset": ("tab:orange", 1.0),
+    "entropy": ("tab:purple", 1.0),
+    "margin": ("tab:blue", 1.2),
+    "badge": ("tab:cyan", 1.0),
+    "aalu": ("tab:brown", 1.0),
+}
 
 
 def plot(curves: dict[tuple[str, str, str], LBCurves], path: Path, regime: str) -> None:
@@ -222,10 +231,14 @@ def plot(curves: dict[tuple[str, str, str], LBCurves], path: Path, regime: str) 
                 if c.labeled.shape != base.labeled.shape:
                     continue
                 mean = paired_diff(c, base)[0]
-                color, width = _STYLE.get(m, (None, 1.0))
-                if m == regime:
-                    color, width = "tab:red", 2.5
-                ax.plot(base.labeled, mean, label=m, color=color, linewidth=width)
+                color, width = _STYLE.get(m, ("grey", 1.0))
+                style = "-"
+                if m == regime:  # dashed, on top: the curve it follows shows through
+                    color, width, style = "tab:red", 2.5, "--"
+                ax.plot(
+                    base.labeled, mean, style, label=m, color=color, linewidth=width,
+                    zorder=3 if m == regime else 2,
+                )  # fmt: skip
             ax.axhline(0, color="grey", linewidth=0.5)
             ax.axvline(LB_MAX, color="grey", linewidth=0.5, linestyle=":")
             ax.set_xscale("log")
