@@ -5,6 +5,7 @@ from aalearn.samplers.adversarial import AdversarialSampler
 from aalearn.samplers.badge import BADGESampler
 from aalearn.samplers.base import BaseSampler, Sampler
 from aalearn.samplers.batchbald import BatchBALDSampler
+from aalearn.samplers.budget_aware import BudgetAwareSampler
 from aalearn.samplers.coreset import CoreSetSampler
 from aalearn.samplers.probcover import ProbCoverSampler
 from aalearn.samplers.random import RandomSampler
@@ -21,6 +22,7 @@ __all__ = [
     "BADGESampler",
     "BaseSampler",
     "BatchBALDSampler",
+    "BudgetAwareSampler",
     "CoreSetSampler",
     "FeatureSelectorSampler",
     "ProbCoverSampler",

@@ -60,9 +60,20 @@ the picks over its mean on the unlabeled pool) and ``picked_class_entropy`` (nat
     python -m benchmarks.label_efficiency --probe --datasets digits --seeds 2 \\
         --methods 'aalu[standardize=False],aalu[pick=per_class]'  # targeted experiments
 
+A second protocol, ``--protocol low-budget``, starts from **zero** labels, adds 10 per
+cycle up to 100 and then follows the budgets above, for the cold-start samplers
+(TypiClust, ProbCover) and :class:`aalearn.BudgetAwareSampler`; its rows go to
+``label_efficiency_low_budget.csv`` and its report to the
+``label_efficiency_low_budget`` section (see :mod:`.low_budget`):
+
+    python -m benchmarks.label_efficiency --protocol low-budget --workers 2
+    python -m benchmarks.label_efficiency --protocol low-budget --smoke --out-dir /tmp/lb
+
 Modules: :mod:`.protocol` (datasets, task model, settings, AUC), :mod:`.methods` (the
 samplers, built from the library's own lists), :mod:`.run` (units and the CSV),
-:mod:`.report` (tables, plot, markdown), :mod:`.cli` (the command line).
+:mod:`.report` (tables, plot, markdown), :mod:`.cli` (the command line),
+:mod:`.low_budget`, :mod:`.low_budget_report` and :mod:`.low_budget_cli` (the
+low-budget protocol).
 """
 
 from benchmarks.label_efficiency.cli import main

@@ -76,8 +76,33 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated, from {ALL_DATASETS} (default: {','.join(DATASETS)})",
     )
     parser.add_argument(
+        "--protocol",
+        choices=("main", "low-budget"),
+        default="main",
+        help="main: from 10 %% labeled at random; low-budget: from zero labels, 10 per cycle "
+        "up to 100, then the main budgets (see benchmarks/label_efficiency/low_budget.py)",
+    )
+    parser.add_argument(
+        "--settings",
+        default="cnn,linear",
+        help="low-budget protocol: the scored models, from cnn,linear (default: both)",
+    )
+    parser.add_argument(
+        "--probs-dir",
+        type=Path,
+        default=None,
+        help="low-budget protocol: where the stop-set probabilities go "
+        "(default: <out-dir>/label_efficiency_low_budget_probs)",
+    )
+    parser.add_argument(
+        "--max-labeled",
+        type=int,
+        default=None,
+        help="low-budget protocol: stop each curve at this many labels (smoke runs)",
+    )
+    parser.add_argument(
         "--methods",
-        default=",".join(METHODS),
+        default=None,
         help="comma-separated, from: " + ", ".join(KNOWN) + "; name[key=value;...] passes "
         "keyword arguments to the sampler (default: " + ",".join(METHODS) + ")",
     )
@@ -151,6 +176,8 @@ def _check_args(
     bad = [d for d in datasets if d not in ALL_DATASETS]
     if bad or not datasets:
         parser.error(f"unknown dataset(s) {bad}; choose from {', '.join(ALL_DATASETS)}")
+    if args.methods is None:
+        args.methods = ",".join(METHODS)
     methods = split_methods(args.methods)
     try:
         for m in methods:
@@ -279,6 +306,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # the workers' setting, also for the report's machine line
     args.out_dir = args.out_dir.resolve()
+    if args.protocol == "low-budget":
+        from benchmarks.label_efficiency.low_budget_cli import low_budget_main
+
+        low_budget_main(args, parser, command(argv))
+        return
     datasets, methods = _check_args(args, parser)
     settings = settings_from_args(args, parser)
     args.out_dir.mkdir(parents=True, exist_ok=True)

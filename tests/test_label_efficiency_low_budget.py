@@ -1,0 +1,149 @@
+"""``--protocol low-budget`` of ``benchmarks.label_efficiency``: a smoke run and its helpers."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+METHODS = ["random", "typiclust", "margin", "regime[threshold=0.3]"]
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("sklearn")
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.label_efficiency", "--protocol", "low-budget", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def load(name: str) -> types.ModuleType:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(f"benchmarks.label_efficiency.{name}")
+
+
+@pytest.mark.slow
+def test_smoke_run_from_zero_labels(tmp_path: Path) -> None:
+    docs = ROOT / "docs" / "benchmarks.md"
+    before = docs.read_bytes()
+    out = tmp_path / "lb"
+    args = ["--smoke", "--datasets", "digits", "--methods", ",".join(METHODS), "--workers", "1"]
+    proc = run(*args, "--max-labeled", "20", "--out-dir", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lb = load("low_budget")
+    with (out / "label_efficiency_low_budget.csv").open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames or ()) == lb.LB_COLUMNS
+        rows = list(reader)
+    assert len(rows) == len(METHODS) * 2 * 2  # methods x settings x points (10, 20 labels)
+    by = {(r["setting"], r["method"], int(r["cycle"])): r for r in rows}
+    for setting in ("cnn", "linear"):
+        for m in METHODS:
+            assert [int(by[(setting, m, c)]["labeled"]) for c in (0, 1)] == [10, 20]
+        # margin's first 10 labels are random's draw, scored by the same model: same accuracy.
+        assert by[(setting, "margin", 0)]["accuracy"] == by[(setting, "random", 0)]["accuracy"]
+        # The regime sampler starts in the low-budget regime, from zero coverage.
+        first = by[(setting, METHODS[-1], 0)]
+        assert (first["decision"], float(first["measure"])) == ("low", 0.0)
+        assert by[(setting, "random", 0)]["decision"] == ""
+    for r in rows:
+        assert 0.0 <= float(r["accuracy"]) <= 1.0
+    probs = np.load(out / "label_efficiency_low_budget_probs" / "digits_linear_margin_0.npz")
+    assert probs["probs"].shape == (2, lb.STOP_SET, 10) and probs["probs"].dtype == np.float16
+    assert np.allclose(probs["probs"].astype(np.float64).sum(-1), 1.0, atol=1e-2)
+    assert np.array_equal(probs["stop_indices"], lb.stop_indices(1437, 0))
+    assert np.array_equal(probs["labeled"], [10, 20])
+    assert (out / "label_efficiency_low_budget.png").read_bytes()[:8] == PNG_MAGIC
+    report = (out / "label_efficiency_low_budget.md").read_text()
+    assert "accuracy minus random's" in report and "AUC" in report
+    assert docs.read_bytes() == before
+    proc = run(*args, "--max-labeled", "20", "--out-dir", str(out))
+    assert proc.returncode == 0 and "0 unit(s) to run, 8 complete" in proc.stdout
+
+
+@pytest.mark.slow
+def test_bad_arguments_are_refused() -> None:
+    proc = run("--smoke", "--settings", "cnn,deep", "--out-dir", "/tmp/lb-bad")
+    assert proc.returncode == 2 and "--settings must be from cnn,linear" in proc.stderr
+    proc = run("--smoke", "--methods", "regime[lower=1]", "--out-dir", "/tmp/lb-bad")
+    assert proc.returncode == 2 and "Unknown keys ['lower']" in proc.stderr
+    proc = run("--smoke", "--out-dir", str(ROOT / "docs" / "_static"))
+    assert proc.returncode == 2 and "outside docs/" in proc.stderr
+
+
+def test_schedule_joins_the_two_regimes() -> None:
+    lb = load("low_budget")
+    low = list(range(10, 101, 10))
+    # 10 %, 15 %, ..., 40 % of the pool, rounded: digits' pool has 1,437 items.
+    assert lb.schedule(1437) == [*low, 144, 216, 287, 359, 431, 503, 575]
+    assert lb.schedule(4000) == [*low, 400, 600, 800, 1000, 1200, 1400, 1600]
+    assert lb.schedule(500) == [*low, 125, 150, 175, 200]  # 10 % = 50 is not a new point
+
+
+def test_log_auc_is_a_mean_accuracy_over_log_labels() -> None:
+    rep = load("low_budget_report")
+    labeled = np.array([10.0, 100.0, 1000.0])
+    assert rep.log_auc(labeled, np.array([0.7, 0.7, 0.7])) == pytest.approx(0.7)
+    # Two equal steps on the log axis: (0.5 * 0.2 + 0.6 + 0.5 * 0.8) / 2.
+    assert rep.log_auc(labeled, np.array([0.2, 0.6, 0.8])) == pytest.approx(0.55)
+    labeled = np.array([10.0, 20.0, 40.0, 50.0])
+    x = np.log(labeled)
+    acc = np.array([0.3, 0.5, 0.6, 0.9])
+    expected = np.trapezoid(acc, x) / (x[-1] - x[0])
+    assert rep.log_auc(labeled, acc) == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_linear_probe_is_scikit_learns_logistic_regression() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    lb = load("low_budget")
+    labeled = np.arange(0, 1437, 7)
+    probe = lb.train_linear_probe("digits", labeled)
+    z = lb.embedding_of("digits")
+    y = lb.cached_dataset("digits").y_train
+    ref = LogisticRegression(C=1.0, tol=1e-8, max_iter=5000).fit(
+        z[labeled].double().numpy(), y[labeled].numpy()
+    )
+    assert np.allclose(probe.classifier.weight.detach().numpy(), ref.coef_, atol=2e-3)
+    x = lb.cached_dataset("digits").x_train
+    with torch.no_grad():
+        ours = probe(x).argmax(1).numpy()
+        # The probe maps images to the embedding itself: the same rows as embedding_of.
+        assert torch.allclose(probe.embed(x), z, atol=1e-5)
+    assert (ours == ref.predict(z.double().numpy())).mean() > 0.995
+
+
+def test_stop_set_is_fixed_per_seed() -> None:
+    lb = load("low_budget")
+    a, b = lb.stop_indices(4000, 0), lb.stop_indices(4000, 1)
+    assert a.size == 500 and np.unique(a).size == 500 and (np.diff(a) > 0).all()
+    assert np.array_equal(a, lb.stop_indices(4000, 0)) and not np.array_equal(a, b)
+
+
+def test_regime_specs() -> None:
+    lb = load("low_budget")
+    assert lb.regime_parts("regime") == lb.REGIME_DEFAULTS
+    parts = lb.regime_parts("regime[high=badge;threshold=0.5]")
+    assert (parts["low"], parts["high"], parts["threshold"]) == ("typiclust", "badge", 0.5)
+    with pytest.raises(ValueError, match="Unknown method"):
+        lb.check_methods("random,typiclust,nonsense")
