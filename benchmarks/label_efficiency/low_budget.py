@@ -45,7 +45,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import math
 import multiprocessing
 import os
 import time
@@ -70,6 +69,7 @@ from benchmarks.label_efficiency.protocol import (
     logits_of,
     train_task_model,
 )
+from benchmarks.label_efficiency.run import read_csv_rows
 
 LB_STEM = "label_efficiency_low_budget"
 LB_STEP = 10
@@ -367,16 +367,7 @@ def run_lb_unit(unit: LBUnit) -> list[dict[str, Any]]:
 
 
 def read_lb_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    for row in rows:
-        for key in ("seed", "cycle", "labeled"):
-            row[key] = int(row[key])
-        for key in ("accuracy", "selection_seconds", "train_seconds", "measure"):
-            row[key] = float(row[key]) if row[key] not in ("", None) else math.nan
-    return rows
+    return read_csv_rows(path, ("accuracy", "selection_seconds", "train_seconds", "measure"))
 
 
 def write_lb_rows(path: Path, rows: list[dict[str, Any]], *, append: bool) -> None:

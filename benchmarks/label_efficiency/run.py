@@ -133,19 +133,34 @@ def _init_worker() -> None:
 # ---------------------------------------------------------------------- storage
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
+def read_csv_rows(path: Path, floats: Iterable[str]) -> list[dict[str, Any]]:
+    """The rows of a results CSV (none if it does not exist): seed, cycle and labeled as
+    ints, the ``floats`` columns as floats (an empty or missing value is NaN)."""
     if not path.exists():
         return []
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
+    floats = tuple(floats)
     for row in rows:
         for key in ("seed", "cycle", "labeled"):
             row[key] = int(row[key])
-        for key in ("fraction", "accuracy", "selection_seconds", "train_seconds"):
-            row[key] = float(row[key]) if row[key] not in ("", None) else math.nan
-        for key in ("picked_loss_ratio", "picked_class_entropy"):
+        for key in floats:
             row[key] = float(row[key]) if row.get(key) not in ("", None) else math.nan
     return rows
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    return read_csv_rows(
+        path,
+        (
+            "fraction",
+            "accuracy",
+            "selection_seconds",
+            "train_seconds",
+            "picked_loss_ratio",
+            "picked_class_entropy",
+        ),
+    )
 
 
 def write_rows(path: Path, rows: Iterable[dict[str, Any]], *, append: bool) -> None:
