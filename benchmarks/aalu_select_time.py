@@ -10,6 +10,7 @@ repeat picked the same items.
     python benchmarks/aalu_select_time.py --repeats 5
     python benchmarks/aalu_select_time.py --repeats 5 --threads 2
     python benchmarks/aalu_select_time.py --repeats 1 --profile prof.out
+    python benchmarks/aalu_select_time.py --repeats 5 --set 'hidden=(256,128)' min_iterations=1800
 
 Run it with the checkout to measure on ``PYTHONPATH`` (the numbers in
 ``docs/benchmarks.md``, *AALU select time*, compare two checkouts that way).
@@ -18,6 +19,7 @@ Run it with the checkout to measure on ``PYTHONPATH`` (the numbers in
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import os
 import statistics
@@ -57,16 +59,14 @@ def quickstart_pool(seed: int = 0) -> tuple[aalearn.ActivePool, torch.nn.Module,
 
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["hidden=(256,128)", "min_iterations=1800", "batch=topk"]`` -> keyword arguments."""
     out: dict[str, Any] = {}
     for item in items:
         key, _, value = item.partition("=")
         try:
-            out[key] = int(value)
-        except ValueError:
-            try:
-                out[key] = float(value)
-            except ValueError:
-                out[key] = {"True": True, "False": False, "None": None}.get(value, value)
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value  # a bare word: a string
     return out
 
 

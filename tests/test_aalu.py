@@ -20,7 +20,12 @@ from aalearn.samplers._selector import (
     _FeatureSelectorConfig,
 )
 from aalearn.samplers._training import _epoch_schedule, _IndexStream, _TrainingConfig
-from aalearn.samplers.aalu import AALU_VARIANTS, PAPER_SETTINGS, AALUSampler
+from aalearn.samplers.aalu import (
+    AALU_VARIANTS,
+    DEFAULT_MIN_ITERATIONS,
+    PAPER_SETTINGS,
+    AALUSampler,
+)
 
 DEVICES = [
     "cpu",
@@ -418,12 +423,20 @@ def test_cuda_graph_training_matches_eager(monkeypatch):
 
 
 def test_schedule_floor_only_acts_on_small_pools():
-    # digits: 100 epochs of 1,437 items are 1,122 iterations; the floor raises them to 1,800
+    # digits: 100 epochs of 1,437 items are 1,122 iterations, above the default floor
     assert sum(_epoch_schedule(1437, 100, 128)) == 1437 * 100 // 128 == 1122
+    assert _epoch_schedule(1437, 100, 128, DEFAULT_MIN_ITERATIONS) == _epoch_schedule(
+        1437, 100, 128
+    )
+    # a pool of 500: 100 epochs are 390 iterations; the floor raises them to 1,000
+    counts = _epoch_schedule(500, 100, 128, min_iterations=DEFAULT_MIN_ITERATIONS)
+    assert DEFAULT_MIN_ITERATIONS == 1000
+    assert sum(counts) == 1000 and len(counts) == 256 and set(counts[:-1]) <= {3, 4}
+    # a higher floor raises digits' schedule: 1,800 iterations in 161 epochs
     counts = _epoch_schedule(1437, 100, 128, min_iterations=1800)
     assert sum(counts) == 1800 and len(counts) == 161 and set(counts[:-1]) <= {11, 12}
     # CIFAR-10's 39,062 iterations are above the floor: unchanged
-    assert _epoch_schedule(50_000, 100, 128, 1800) == _epoch_schedule(50_000, 100, 128)
+    assert _epoch_schedule(50_000, 100, 128, 1000) == _epoch_schedule(50_000, 100, 128)
 
 
 def test_paper_configuration_is_one_name_away():
@@ -434,7 +447,7 @@ def test_paper_configuration_is_one_name_away():
     assert AALUSampler.paper("lossLearn", epochs=5).switches == AALU_VARIANTS["lossLearn"]
     assert AALUSampler.paper(epochs=5).epochs == 5
     default = AALUSampler()
-    assert (default.min_iterations, default.batch, default.ties) == (1800, "kcenter", "zero")
+    assert (default.min_iterations, default.batch, default.ties) == (1000, "kcenter", "zero")
 
 
 def test_score_is_what_select_ranks(small):

@@ -267,7 +267,7 @@ def test_features_form_is_aalu_advvae_with_aalus_defaults():
     assert isinstance(resolved, AALUSampler)
     advvae = AALUSampler(variant="advVAE")
     assert resolved.get_params(deep=False) == advvae.get_params(deep=False)
-    assert resolved._validate_params()["min_iterations"] == 1800  # the floor is kept
+    assert resolved._validate_params()["min_iterations"] == 1000  # the floor is kept
     assert resolved._validate_params()["batch"] == "kcenter"
     # VAAL's names map onto AALU's: beta is the KL weight, adversary_param the adversarial one.
     mapped = AdversarialSampler(beta=0.5, adversary_param=2.0, discriminator_steps=3).resolve()

@@ -166,10 +166,24 @@ def test_batch_aware_methods_are_built_as_documented() -> None:
     assert le.make_sampler("power-entropy", s, 4000, 1).sampler.method == "entropy"
     stoch = le.make_sampler("stochastic-aalu", s, 4000, 2)
     assert stoch.mode == "softrank" and isinstance(stoch.sampler, aalearn.AALUSampler)
+    # stochastic-aalu's rows ran with the previous defaults, which the benchmark pins
+    old = methods.PREVIOUS_AALU_DEFAULTS
+    assert old == {"hidden": (256, 128), "min_iterations": 1800}
     assert (
         stoch.sampler.get_params()
-        == aalearn.AALUSampler(random_state=2, inference=stoch.sampler.inference).get_params()
+        == aalearn.AALUSampler(
+            random_state=2, inference=stoch.sampler.inference, **old
+        ).get_params()
     )
+    # ``aalu`` is the library's default; its ablations and aalu-paper keep the old settings
+    aalu = le.make_sampler("aalu", s, 4000, 2)
+    default = aalearn.AALUSampler(random_state=2, inference=aalu.inference)
+    assert aalu.get_params() == default.get_params()
+    assert default.hidden != old["hidden"]  # the pin is not a no-op
+    ablation = le.make_sampler("lossLearn", s, 4000, 2)
+    assert (ablation.hidden, ablation.min_iterations) == (old["hidden"], old["min_iterations"])
+    paper = le.make_sampler("aalu-paper", s, 4000, 2)
+    assert (paper.hidden, paper.min_iterations, paper.batch) == (old["hidden"], 0, "topk")
     # margin's scores are <= 0: there is no power-margin to build.
     with pytest.raises(ValueError, match="Unknown method"):
         le.parse_spec("power-margin")

@@ -103,7 +103,7 @@ def test_bad_sizes():
         Discriminator(0)
 
 
-def test_default_widths_are_256_then_128():
+def test_default_widths_are_64_then_32():
     linears = [m for m in FeatureVAE(40, latent_dim=6).encoder if isinstance(m, nn.Linear)]
-    assert [m.out_features for m in linears] == [256, 128, 12]
-    assert [m.out_features for m in Assistant(7).net if isinstance(m, nn.Linear)] == [256, 128, 1]
+    assert [m.out_features for m in linears] == [64, 32, 12]
+    assert [m.out_features for m in Assistant(7).net if isinstance(m, nn.Linear)] == [64, 32, 1]

@@ -58,7 +58,7 @@ def _check_variant(value: Any, name: str) -> str:
 
 
 #: The floor on selector iterations of the default schedule (see ``min_iterations``).
-DEFAULT_MIN_ITERATIONS = 1800
+DEFAULT_MIN_ITERATIONS = 1000
 #: How the default batch is formed from the assistant's scores (see ``batch``).
 DEFAULT_BATCH = "kcenter"
 #: The ranking loss's sign for tied task losses by default (see ``ties``).
@@ -122,9 +122,10 @@ class AALUSampler(FeatureSelectorSampler):
     ``n_items * epochs // batch_size`` iterations, counting the whole training set).
     The selector trains ``max(min_iterations, n_items * epochs // selector_batch_size)``
     iterations: the paper's 100 epochs are 39,000 iterations on CIFAR-10 but only
-    about 1,100 on a pool of 1,437 digits, where the selector is under-trained (600
-    iterations fell below random sampling, 1,800 did not: see the findings in
-    ``docs/aalu-findings.md``); the floor (``1800`` by default) only acts on small pools.
+    about 1,100 on a pool of 1,437 digits, and a few hundred on a smaller pool, where
+    the selector is under-trained (600 iterations fell below random sampling on
+    digits: see the findings in ``docs/aalu-findings.md``); the floor (``1000`` by
+    default) only acts on pools of fewer than 1,280 items.
     ``min_iterations=0`` is the paper's schedule. Each iteration draws a labeled and
     an unlabeled batch of ``selector_batch_size`` (fewer if a part is smaller),
     reshuffled on each pass, from the feature matrix that stays on ``device``: no
@@ -185,7 +186,7 @@ class AALUSampler(FeatureSelectorSampler):
     epochs : int or float
         Training epochs (100 in the paper); a fraction runs part of an epoch.
     min_iterations : int
-        The least number of training iterations (1800; 0 is the paper's schedule).
+        The least number of training iterations (1000; 0 is the paper's schedule).
     batch : {"kcenter", "per_class", "topk"}
         How the batch is formed from the scores (see above; the paper: ``"topk"``).
     kcenter_candidates : float
@@ -202,7 +203,7 @@ class AALUSampler(FeatureSelectorSampler):
     hidden : sequence of int
         Hidden widths of the VAE's encoder (its decoder mirrors them) and of ``A``;
         two widths give the paper's 3-layer MLPs (the paper does not give the widths;
-        ``(256, 128)`` is aalearn's choice).
+        ``(64, 32)`` is aalearn's choice, measured in ``docs/aalu-findings.md``).
     standardize : bool
         Standardise the features before training.
     progress : bool, callable or None

@@ -53,7 +53,7 @@ class AdversarialSampler(BaseSampler):
     * ``representation="features"`` plays the same game on the task model's
       (standardised) feature vectors with AALU's MLPs: the ``advVAE`` row of AALU's
       Table 1, which is ``AALUSampler(variant="advVAE")``, with **AALU's defaults**
-      (the 1,800-iteration floor, the k-center batch, widths ``(256, 128)``, one VAE
+      (the 1,000-iteration floor, the k-center batch, widths ``(64, 32)``, one VAE
       and one adversary step per iteration). It is far cheaper than ``"raw"``: MLPs
       over ``D``-dimensional vectors.
 
@@ -79,7 +79,7 @@ class AdversarialSampler(BaseSampler):
     epochs : int or float
         Training epochs in VAAL's sense (100); a fraction runs part of an epoch.
     min_iterations : int or None
-        The least number of iterations (``None``: 1800 for ``"features"``, AALU's
+        The least number of iterations (``None``: 1000 for ``"features"``, AALU's
         floor; 0 for ``"raw"``, VAAL's schedule).
     batch : {"kcenter", "per_class", "topk"} or None
         ``"features"`` only: how the batch is formed (``None``: AALU's ``"kcenter"``).
@@ -88,7 +88,7 @@ class AdversarialSampler(BaseSampler):
     hidden : sequence of int or None
         ``"raw"``: the discriminator's widths (``None``: ``(512, 512)``, VAAL's).
         ``"features"``: the widths of the VAE's encoder and of the adversary
-        (``None``: ``(256, 128)``, AALU's).
+        (``None``: ``(64, 32)``, AALU's).
     vae_steps, discriminator_steps : int or None
         Steps of each network per iteration (``None``: 2 and 1 for ``"raw"``, VAAL's;
         1 and 1 for ``"features"``, AALU's).

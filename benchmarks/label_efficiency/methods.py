@@ -56,6 +56,12 @@ METHOD_KEYS = {
     **{m: ("selector_iterations", "aalu_hidden") for m in (*AALU_FAMILY, "stochastic-aalu")},
 }
 PICK_RULES = ("top", "bottom", "per_class")
+#: The AALU family's other rows (its ablations, ``aalu-paper``, ``stochastic-aalu``) ran
+#: with the library's defaults of before 2026-12-05: widths (256, 128) and a floor of
+#: 1,800 iterations (``aalu-paper``: the widths only; it has no floor). They keep those
+#: settings here, so that ``--resume`` reproduces their rows; ``aalu`` itself runs the
+#: library's defaults (``docs/aalu-findings.md``, *Faster by default*).
+PREVIOUS_AALU_DEFAULTS: dict[str, Any] = {"hidden": (256, 128), "min_iterations": 1800}
 #: Costliest first, so that two workers finish together.
 COST_ORDER = (
     "vaal",
@@ -116,13 +122,16 @@ def _vaal(name: str, s: Settings, n_pool: int, seed: int) -> tuple[type, dict[st
 
 
 def _aalu(name: str, s: Settings, n_pool: int, seed: int) -> tuple[type, dict[str, Any]]:
-    """The library's defaults (or, for ``aalu-paper``, the paper's), unless overridden."""
+    """``aalu``: the library's defaults; ``aalu-paper``: the paper's settings; the
+    ablations: :data:`PREVIOUS_AALU_DEFAULTS`; the spec's overrides on top."""
     cls = aalearn.AALUSampler
     kwargs: dict[str, Any] = {**_inference(cls), "random_state": seed}
     if name == PAPER_AALU:
-        kwargs.update(variant="aalu", **PAPER_SETTINGS)
+        kwargs.update(variant="aalu", **PAPER_SETTINGS, hidden=PREVIOUS_AALU_DEFAULTS["hidden"])
     else:
         kwargs["variant"] = name
+        if name != "aalu":
+            kwargs.update(PREVIOUS_AALU_DEFAULTS)
     if s.selector_iterations is not None:  # exactly that many iterations
         kwargs.update(epochs=selector_epochs(s.selector_iterations, n_pool), min_iterations=0)
     if s.aalu_hidden is not None:
@@ -150,6 +159,10 @@ def _stochastic(name: str, s: Settings, n_pool: int, seed: int) -> tuple[type, d
     """``power-<uncertainty>`` or ``stochastic-aalu``: the inner sampler seeded like the draw."""
     if name == "stochastic-aalu":
         inner_cls, inner_kwargs = _aalu("aalu", s, n_pool, seed)
+        if s.selector_iterations is None:
+            inner_kwargs["min_iterations"] = PREVIOUS_AALU_DEFAULTS["min_iterations"]
+        if s.aalu_hidden is None:
+            inner_kwargs["hidden"] = PREVIOUS_AALU_DEFAULTS["hidden"]
         mode = "softrank"
     else:
         inner_cls, inner_kwargs = _uncertainty(name.removeprefix("power-"), s, n_pool, seed)

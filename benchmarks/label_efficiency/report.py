@@ -19,6 +19,7 @@ from benchmarks.label_efficiency.methods import (
     BATCHBALD_CANDIDATES,
     BATCHBALD_CONFIGS,
     METHODS,
+    PREVIOUS_AALU_DEFAULTS,
     selector_epochs,
 )
 from benchmarks.label_efficiency.protocol import (
@@ -380,13 +381,17 @@ def _aalu_training_row(s: Settings, pools: dict[str, int]) -> str:
             f"| AALU and ablations: training | {s.selector_iterations} iterations ({its}) | "
             f"100 epochs = {PAPER_ITERATIONS:,} iterations on CIFAR-10 | CPU time |"
         )
-    its = ", ".join(
-        f"{max(DEFAULT_MIN_ITERATIONS, 100 * n // PAPER_BATCH):,} on {d}" for d, n in pools.items()
-    )
+
+    def iterations(floor: int) -> str:
+        return ", ".join(f"{max(floor, 100 * n // PAPER_BATCH):,} on {d}" for d, n in pools.items())
+
+    old = PREVIOUS_AALU_DEFAULTS["min_iterations"]
     paper = ", ".join(f"{100 * n // PAPER_BATCH:,} on {d}" for d, n in pools.items())
     return (
-        f"| AALU and ablations: training | the library's: max({DEFAULT_MIN_ITERATIONS}, 100 "
-        f"epochs) iterations = {its}; `aalu-paper`: 100 epochs = {paper} | 100 epochs = "
+        f"| AALU and ablations: training | `aalu`, the library's: max({DEFAULT_MIN_ITERATIONS}, "
+        f"100 epochs) iterations = {iterations(DEFAULT_MIN_ITERATIONS)}; the ablations and "
+        f"`stochastic-aalu`: max({old}, 100 epochs) = {iterations(old)} (the library's "
+        f"floor before 2026-12-05); `aalu-paper`: 100 epochs = {paper} | 100 epochs = "
         f"{PAPER_ITERATIONS:,} iterations on CIFAR-10 | 600 iterations under-trained the "
         "selector (see Findings) |"
     )
@@ -396,7 +401,10 @@ def _aalu_widths(s: Settings) -> str:
     from aalearn.networks import DEFAULT_HIDDEN
 
     if s.aalu_hidden is None:
-        return f"{tuple(DEFAULT_HIDDEN)} (library default)"
+        return (
+            f"`aalu`: {tuple(DEFAULT_HIDDEN)} (library default); the other AALU rows: "
+            f"{tuple(PREVIOUS_AALU_DEFAULTS['hidden'])} (the default before 2026-12-05)"
+        )
     return f"{tuple(s.aalu_hidden)} (set by `--aalu-hidden`)"
 
 
