@@ -126,6 +126,9 @@ class AALUSampler(FeatureSelectorSampler):
     the selector is under-trained (600 iterations fell below random sampling on
     digits: see the findings in ``docs/aalu-findings.md``); the floor (``1000`` by
     default) only acts on pools of fewer than 1,280 items.
+    From very few labels (about 10 per class or fewer) ``hidden=(256, 128),
+    min_iterations=1800``, the defaults until December 2026, scored higher on the
+    low-budget benchmark (3 to 4 times the time; ``docs/aalu-findings.md``).
     ``min_iterations=0`` is the paper's schedule. Each iteration draws a labeled and
     an unlabeled batch of ``selector_batch_size`` (fewer if a part is smaller),
     reshuffled on each pass, from the feature matrix that stays on ``device``: no
