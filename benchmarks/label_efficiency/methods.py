@@ -124,13 +124,22 @@ def _vaal(name: str, s: Settings, n_pool: int, seed: int) -> tuple[type, dict[st
 def _aalu(name: str, s: Settings, n_pool: int, seed: int) -> tuple[type, dict[str, Any]]:
     """``aalu``: the library's defaults; ``aalu-paper``: the paper's settings; the
     ablations: :data:`PREVIOUS_AALU_DEFAULTS`; the spec's overrides on top."""
+    return _aalu_sampler(name, s, n_pool, seed, previous=name != "aalu")
+
+
+def _aalu_sampler(
+    name: str, s: Settings, n_pool: int, seed: int, previous: bool
+) -> tuple[type, dict[str, Any]]:
+    """``AALUSampler`` for ``name``; ``previous``: with :data:`PREVIOUS_AALU_DEFAULTS`
+    (``aalu-paper``: its widths only), under the settings' ``--selector-iterations``
+    and ``--aalu-hidden``."""
     cls = aalearn.AALUSampler
     kwargs: dict[str, Any] = {**_inference(cls), "random_state": seed}
     if name == PAPER_AALU:
         kwargs.update(variant="aalu", **PAPER_SETTINGS, hidden=PREVIOUS_AALU_DEFAULTS["hidden"])
     else:
         kwargs["variant"] = name
-        if name != "aalu":
+        if previous:
             kwargs.update(PREVIOUS_AALU_DEFAULTS)
     if s.selector_iterations is not None:  # exactly that many iterations
         kwargs.update(epochs=selector_epochs(s.selector_iterations, n_pool), min_iterations=0)
@@ -158,11 +167,7 @@ def _batchbald(name: str, s: Settings, n_pool: int, seed: int) -> tuple[type, di
 def _stochastic(name: str, s: Settings, n_pool: int, seed: int) -> tuple[type, dict[str, Any]]:
     """``power-<uncertainty>`` or ``stochastic-aalu``: the inner sampler seeded like the draw."""
     if name == "stochastic-aalu":
-        inner_cls, inner_kwargs = _aalu("aalu", s, n_pool, seed)
-        if s.selector_iterations is None:
-            inner_kwargs["min_iterations"] = PREVIOUS_AALU_DEFAULTS["min_iterations"]
-        if s.aalu_hidden is None:
-            inner_kwargs["hidden"] = PREVIOUS_AALU_DEFAULTS["hidden"]
+        inner_cls, inner_kwargs = _aalu_sampler("aalu", s, n_pool, seed, previous=True)
         mode = "softrank"
     else:
         inner_cls, inner_kwargs = _uncertainty(name.removeprefix("power-"), s, n_pool, seed)

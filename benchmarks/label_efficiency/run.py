@@ -150,17 +150,8 @@ def read_csv_rows(path: Path, floats: Iterable[str]) -> list[dict[str, Any]]:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    return read_csv_rows(
-        path,
-        (
-            "fraction",
-            "accuracy",
-            "selection_seconds",
-            "train_seconds",
-            "picked_loss_ratio",
-            "picked_class_entropy",
-        ),
-    )
+    # Every column after ``labeled`` is a float.
+    return read_csv_rows(path, COLUMNS[COLUMNS.index("labeled") + 1 :])
 
 
 def write_rows(path: Path, rows: Iterable[dict[str, Any]], *, append: bool) -> None:
