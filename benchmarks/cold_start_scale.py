@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -91,13 +91,24 @@ def make_embedding(path: Path, n: int, dim: int, components: int, seed: int) -> 
     del out
 
 
-def choose_delta(path: Path, ball: int, seed: int) -> Dict[str, float]:
-    """Median distance of 256 random rows to their ``ball``-th nearest row (self included)."""
+def choose_delta(path: Path, ball: int, seed: int, mean_ball: Optional[float] = None) -> Dict:
+    """Median distance of 256 random rows to their ``ball``-th nearest row (self included).
+
+    With ``mean_ball``, instead the delta at which 1,024 random rows' balls hold
+    ``mean_ball`` rows on average (the graph then has about ``mean_ball * N`` edges).
+    """
     x = torch.from_numpy(np.load(path))
     g = torch.Generator().manual_seed(seed + 1)
-    q = x[torch.randperm(x.shape[0], generator=g)[:256]]
+    q = x[torch.randperm(x.shape[0], generator=g)[: 256 if mean_ball is None else 1024]]
     d = torch.cat([torch.cdist(q, x[s : s + _CHUNK]) for s in range(0, x.shape[0], _CHUNK)], 1)
-    delta = float(d.kthvalue(ball, dim=1).values.median())
+    if mean_ball is None:
+        delta = float(d.kthvalue(ball, dim=1).values.median())
+    else:  # the mean ball grows with delta: bisection
+        lo, hi = 0.0, float(d.max())
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if float((d < mid).sum()) / q.shape[0] < mean_ball else (lo, mid)
+        delta = hi
     return {"delta": delta, "mean_ball_estimate": float((d < delta).sum(1).double().mean())}
 
 
@@ -233,6 +244,9 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--labeled", type=int, default=0)
     parser.add_argument("--ball", type=int, default=30, help="median ball size for delta")
+    parser.add_argument(
+        "--mean-ball", type=float, default=None, help="mean ball size for delta (instead)"
+    )
     parser.add_argument("--methods", nargs="+", default=["typiclust", "probcover"])
     parser.add_argument("--engines", nargs="+", default=["aalearn", "reference"])
     parser.add_argument("--reference", default=None, help="checkout of avihu111/TypiClust")
@@ -263,7 +277,7 @@ def main() -> None:
         print(f"embedding {args.n} x {args.dim}: {time.perf_counter() - t:.1f} s", flush=True)
         info = {"delta": float("nan"), "mean_ball_estimate": float("nan")}
         if "probcover" in args.methods:
-            info = choose_delta(npy, args.ball, args.seed)
+            info = choose_delta(npy, args.ball, args.seed, args.mean_ball)
             print(f"delta {info['delta']:.4f}, mean ball ~{info['mean_ball_estimate']:.0f}")
         for method in args.methods:
             for engine in args.engines:

@@ -20,9 +20,9 @@ import pytest
 import torch
 
 from aalearn.functional import (
+    _ball_graph,
     _kmeans,
     ball_purity,
-    coverage,
     probcover,
     probcover_delta,
     typicality,
@@ -255,16 +255,78 @@ def test_ball_graph_tiles_cover_every_row(
 ) -> None:
     # the authors' loop builds N // 500 chunks: the last N mod 500 rows had no edges;
     # the targets are filled in blocks of rows (one, one row each, or a few rows each)
-    monkeypatch.setattr(coverage, "_TILE", 7)
-    monkeypatch.setattr(coverage, "_BLOCK_EDGES", block_edges)
+    monkeypatch.setattr(_ball_graph, "_TILE", 7)
+    monkeypatch.setattr(_ball_graph, "_BLOCK_EDGES", block_edges)
     x = _blobs(10, 3, 2, seed=13)  # 30 rows: 4 full tiles and a remainder of 2
-    offsets, targets = coverage._ball_graph(x, 1.0)
+    offsets, targets = _ball_graph.ball_graph(x, 1.0)
     dense = torch.cdist(x, x) < 1.0
     for i in range(30):
         row = targets[offsets[i] : offsets[i + 1]].long()
         assert sorted(row.tolist()) == dense[i].nonzero()[:, 0].tolist()
         assert row[0] == i  # the self loop first
     assert offsets[-1] == dense.sum()  # edges = sum of ball sizes
+
+
+def _dense_rows(x: torch.Tensor, delta: float) -> list:
+    """Each row's ball, sorted, from float64 differences (no expansion, no rounding trick)."""
+    d = (x.double()[:, None, :] - x.double()[None, :, :]).norm(dim=2)
+    return [(d[i] < delta).nonzero()[:, 0].tolist() for i in range(x.shape[0])]
+
+
+def _partitioned(monkeypatch: pytest.MonkeyPatch, cell: int, tile: int) -> None:
+    monkeypatch.setattr(_ball_graph, "_PARTITION_MIN_ROWS", 1)
+    monkeypatch.setattr(_ball_graph, "_CELL", cell)
+    monkeypatch.setattr(_ball_graph, "_TILE", tile)
+
+
+@pytest.mark.parametrize("cell,tile", [(25, 2048), (10, 7), (400, 16)])
+def test_ball_graph_partitioned_equals_brute_force(
+    monkeypatch: pytest.MonkeyPatch, cell: int, tile: int
+) -> None:
+    # 400 rows in 8 blobs: the k-means cells rule most pairs out, and every kept pair
+    # must be the brute force's, each listed once (no duplicate, no self pair)
+    x = _blobs(50, 8, 5, seed=31).float()
+    d = (x.double()[:, None, :] - x.double()[None, :, :]).norm(dim=2)
+    _partitioned(monkeypatch, cell, tile)
+    for delta in (0.5, 1.1, 2.5, 40.0):
+        assert not ((d - delta).abs() < 1e-4).any()  # no pair on the boundary
+        pairs = _ball_graph._partitioned_pairs(x, delta)
+        if delta < 2.5 and cell < 400:
+            assert pairs is not None  # the cells separate the blobs (2 cells of 200 do not)
+        if pairs is not None:
+            found = torch.cat(pairs, dim=1).long()
+            assert not (found[0] == found[1]).any()
+            keys = torch.minimum(found[0], found[1]) * 400 + torch.maximum(found[0], found[1])
+            assert keys.unique().numel() == keys.numel()
+        offsets, targets = _ball_graph.ball_graph(x, delta)
+        want = _dense_rows(x, delta)
+        for i in range(400):
+            row = targets[offsets[i] : offsets[i + 1]].long()
+            assert row[0] == i and sorted(row.tolist()) == want[i]
+
+
+def test_ball_graph_partition_gives_up_when_cells_do_not_separate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # delta above the diameter: every row is a candidate of every cell
+    x = _blobs(30, 4, 3, seed=32).float()
+    _partitioned(monkeypatch, 10, 2048)
+    assert _ball_graph._partitioned_pairs(x, 100.0) is None
+    monkeypatch.setattr(_ball_graph, "_MAX_CANDIDATES", 1)  # the memory cap
+    assert _ball_graph._partitioned_pairs(x, 1.0) is None
+    offsets, _ = _ball_graph.ball_graph(x, 100.0)
+    assert offsets[-1] == 120 * 120
+
+
+def test_probcover_partitioned_graph_same_picks(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.nn.functional.normalize(_blobs(60, 10, 16, seed=33), dim=1).float()
+    labeled = torch.zeros(600, dtype=torch.bool)
+    labeled[torch.randperm(600, generator=_gen(34))[:7]] = True
+    want = probcover(x, labeled, 25, delta=0.3, generator=_gen(35))
+    _partitioned(monkeypatch, 30, 64)
+    assert _ball_graph._partitioned_pairs(x, 0.3) is not None
+    got = probcover(x, labeled, 25, delta=0.3, generator=_gen(35))
+    assert got.tolist() == want.tolist()
 
 
 def test_probcover_full_coverage_draws_unlabeled() -> None:

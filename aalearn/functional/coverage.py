@@ -12,23 +12,26 @@ edge (int32 below ``2**31`` rows). The number of edges is the sum of the ball si
 ``E = N + 2 P`` for ``P`` pairs closer than ``delta``; it grows with the ball volume,
 about as ``delta ** d`` for an intrinsic dimension ``d``, from ``N`` (tiny delta) to
 ``N ** 2`` (delta above the diameter), so the right delta is small. Kept memory is
-``8 (N + 1) + 4 E`` bytes; building it holds about ``20 E`` bytes at its peak (the
-pairs, one sort by source with its int64 permutation, the reordered targets); 30 and
-40 bytes per edge were measured at 20,000 and 50,000 rows
-(``benchmarks/cold_start_scale.py``). The graph is built on the embedding's device in
-square tiles of at most ``2**22`` distances, each pair once (upper triangle), so the
-time is ``O(N^2 D / 2)``, and never an ``N x N`` matrix.
+``8 (N + 1) + 4 E`` bytes; building it holds about 13 bytes per edge at its peak
+(the pairs, the targets, one block's sort; measured at 50,000 rows,
+``benchmarks/cold_start_scale.py``). The graph is built on the embedding's device
+(:mod:`aalearn.functional._ball_graph`) in tiles of at most ``2**22`` distances, never an
+``N x N`` matrix: every pair once below 65,536 rows (``O(N^2 D / 2)``), and from there
+on only the pairs that a k-means partition and the triangle inequality cannot rule out
+(the same graph, exact; about 1/40 of the pairs on the benchmark's 1,000,000-row
+mixture).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
 
 from aalearn._validation import check_int, check_number
+from aalearn.functional._ball_graph import ball_graph, sq_dist, tiles
 from aalearn.functional._kmeans import (
     as_float,
     check_budget,
@@ -42,100 +45,6 @@ __all__ = ["ball_purity", "probcover", "probcover_delta"]
 
 #: Purity the delta rule asks of the balls (the paper's alpha = 0.95).
 PURITY = 0.95
-#: Side of a square distance tile: 2048 x 2048 = 2**22 numbers (16 MiB in float32).
-_TILE = 2048
-#: The least number of edges of a block of rows when the CSR targets are filled.
-_BLOCK_EDGES = 1 << 16
-
-
-def _tiles(n: int) -> List[Tuple[int, int]]:
-    return [(s, min(n, s + _TILE)) for s in range(0, n, _TILE)]
-
-
-def _sq_dist(x: Tensor, sq: Tensor, a: Tuple[int, int], b: Tuple[int, int]) -> Tensor:
-    d2 = torch.addmm(sq[b[0] : b[1]], x[a[0] : a[1]], x[b[0] : b[1]].T, alpha=-2)
-    return d2.add_(sq[a[0] : a[1], None]).clamp_(min=0)
-
-
-def _ball_graph(x: Tensor, delta: float) -> Tuple[Tensor, Tensor]:
-    """CSR ``(offsets, targets)`` of the symmetric graph ``||x_i - x_j|| < delta``.
-
-    The two tile buffers are allocated once and reused (``out=``): fresh 16 MiB
-    temporaries interleaved with the growing edge lists fragmented the heap and tripled
-    the resident memory in a measurement at 50,000 rows.
-    """
-    n = x.shape[0]
-    sq = sq_norms(x)
-    idx_dtype = torch.int32 if n < 2**31 else torch.long
-    tile = min(_TILE, n)
-    scores = torch.empty(tile * tile, dtype=x.dtype, device=x.device)
-    close = torch.empty(tile * tile, dtype=torch.bool, device=x.device)
-    pairs: List[Tensor] = []  # (2, P_a) per row tile: i < j, both directions added below
-    for a in _tiles(n):
-        found: List[Tensor] = []
-        # ||x_j||^2 - 2 x_i.x_j < delta^2 - ||x_i||^2: no pass to add the row's norm
-        limit = (delta * delta - sq[a[0] : a[1]]).unsqueeze(1)
-        for b in _tiles(n):
-            if b[0] < a[0]:
-                continue
-            shape = (a[1] - a[0], b[1] - b[0])
-            part = scores[: shape[0] * shape[1]].view(shape)
-            torch.addmm(sq[b[0] : b[1]], x[a[0] : a[1]], x[b[0] : b[1]].T, alpha=-2, out=part)
-            hit = close[: shape[0] * shape[1]].view(shape)
-            torch.lt(part, limit, out=hit)
-            if a == b:
-                hit.triu_(diagonal=1)  # each pair once, never the self pair
-            ij = hit.nonzero().T.to(idx_dtype)
-            ij[0] += a[0]
-            ij[1] += b[0]
-            found.append(ij)
-        pairs.append(torch.cat(found, dim=1))
-    del scores, close
-    return _csr(pairs, n)
-
-
-def _csr(pairs: List[Tensor], n: int) -> Tuple[Tensor, Tensor]:
-    """CSR of the symmetric graph with self loops from its pairs, one ``(2, P_t)`` per row tile.
-
-    Row ``s`` lists ``s`` itself, then the ``j`` of the pairs ``(s, j)``, then the ``i`` of
-    the pairs ``(i, s)``, each in tile order. The targets are filled one block of rows at a
-    time (about 1/64 of the edges each, at least ``_BLOCK_EDGES``) straight from the
-    tiles' pairs, so the peak is the pairs and the targets (8 bytes per directed edge)
-    plus one block's sort (about 36 bytes per edge of the block). Concatenating and
-    sorting the whole edge list at once peaked at about 36 bytes per edge (see the
-    cold-start section of ``docs/benchmarks.md``). ``pairs`` is emptied.
-    """
-    device = pairs[0].device if pairs else torch.device("cpu")
-    dtype = pairs[0].dtype if pairs else torch.int32
-    counts = torch.ones(n, dtype=torch.long, device=device)  # the self loops
-    for p in pairs:
-        counts += torch.bincount(p.reshape(-1), minlength=n)
-    offsets = torch.zeros(n + 1, dtype=torch.long, device=device)
-    torch.cumsum(counts, 0, out=offsets[1:])
-    del counts
-    n_edges = int(offsets[-1])
-    targets = torch.empty(n_edges, dtype=dtype, device=device)
-    block = max(_BLOCK_EDGES, -(-n_edges // 64))
-    start = 0
-    while start < n:
-        # the rows whose edges fit in ``block`` (at least one row)
-        stop = int(torch.searchsorted(offsets, offsets[start] + block, right=True)) - 1
-        stop = min(n, max(stop, start + 1))
-        sources = [torch.arange(start, stop, device=device, dtype=dtype)]
-        ends = [sources[0]]
-        for p in pairs:  # (s, j): j after s
-            hit = (p[0] >= start) & (p[0] < stop)
-            sources.append(p[0][hit])
-            ends.append(p[1][hit])
-        for p in pairs:  # (i, s): i after s
-            hit = (p[1] >= start) & (p[1] < stop)
-            sources.append(p[1][hit])
-            ends.append(p[0][hit])
-        order = torch.sort(torch.cat(sources), stable=True).indices
-        targets[int(offsets[start]) : int(offsets[stop])] = torch.cat(ends)[order]
-        start = stop
-    pairs.clear()
-    return offsets, targets
 
 
 def _neighbours(offsets: Tensor, targets: Tensor, nodes: Tensor) -> Tensor:
@@ -241,7 +150,7 @@ def probcover(
         x = as_float(embedding)
         if delta is None:
             delta = probcover_delta(x, n_classes, alpha=alpha, generator=generator)
-        offsets, targets = _ball_graph(x, delta)
+        offsets, targets = ball_graph(x, delta)
         deg = offsets.diff()
         covered = torch.zeros(n, dtype=torch.bool, device=device)
         in_labeled_balls = torch.zeros(n, dtype=torch.bool, device=device)
@@ -265,9 +174,9 @@ def _other_label_distance(x: Tensor, labels: Tensor) -> Tensor:
     """Distance of every row to the nearest row with another label (``inf`` if none)."""
     sq = sq_norms(x)
     out = torch.full((x.shape[0],), float("inf"), dtype=x.dtype, device=x.device)
-    for a in _tiles(x.shape[0]):
-        for b in _tiles(x.shape[0]):
-            d2 = _sq_dist(x, sq, a, b)
+    for a in tiles(x.shape[0]):
+        for b in tiles(x.shape[0]):
+            d2 = sq_dist(x, sq, a, b)
             same = labels[a[0] : a[1], None] == labels[None, b[0] : b[1]]
             d2.masked_fill_(same, float("inf"))
             part = out[a[0] : a[1]]
