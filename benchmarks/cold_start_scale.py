@@ -27,10 +27,16 @@ itself, and ``Tensor.cuda`` returns the tensor itself. It needs faiss-cpu and pa
 
 ProbCover's delta: the purity rule costs ``O(N^2 D)`` on its own, so the benchmark
 instead sets delta to the median distance from 256 random rows to their
-``--ball``-th nearest row (a median ball of ``--ball`` items), the same for both.
+``--ball``-th nearest row (a median ball of ``--ball`` items), the same for both; or,
+with ``--mean-ball B``, to the delta at which 1,024 random rows' balls hold ``B`` rows
+on average, so that the graph has about ``B N`` edges whatever ``N`` (on this mixture
+a median ball of 30 at 1,000,000 rows means a mean ball of about 1,500: 1.5 billion
+edges, more than this machine's memory for any engine that stores the graph).
 
     python benchmarks/cold_start_scale.py --reference /path/to/TypiClust --n 100000
     python benchmarks/cold_start_scale.py --reference PATH --n 1000000 --methods typiclust
+    python benchmarks/cold_start_scale.py --reference PATH --n 1000000 --methods probcover \
+        --mean-ball 100 --timeout 900
 """
 
 from __future__ import annotations
@@ -289,7 +295,13 @@ def main() -> None:
                             "method": method,
                             "engine": engine,
                             "n": args.n,
+                            "dim": args.dim,
+                            "budget": args.budget,
+                            "labeled": args.labeled,
+                            "delta": info["delta"] if method == "probcover" else "",
                             "seconds": f">{args.timeout}",
+                            "machine": machine(),
+                            "command": command(),
                             "picks": [],
                         }
                     )

@@ -318,15 +318,19 @@ def test_ball_graph_partition_gives_up_when_cells_do_not_separate(
     assert offsets[-1] == 120 * 120
 
 
-def test_probcover_partitioned_graph_same_picks(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_probcover_partitioned_graph_same_picks(
+    monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
     x = torch.nn.functional.normalize(_blobs(60, 10, 16, seed=33), dim=1).float()
     labeled = torch.zeros(600, dtype=torch.bool)
     labeled[torch.randperm(600, generator=_gen(34))[:7]] = True
     want = probcover(x, labeled, 25, delta=0.3, generator=_gen(35))
     _partitioned(monkeypatch, 30, 64)
+    x, labeled = x.to(device), labeled.to(device)
     assert _ball_graph._partitioned_pairs(x, 0.3) is not None
     got = probcover(x, labeled, 25, delta=0.3, generator=_gen(35))
-    assert got.tolist() == want.tolist()
+    assert got.device.type == device and got.tolist() == want.tolist()
 
 
 def test_probcover_full_coverage_draws_unlabeled() -> None:

@@ -15,9 +15,10 @@ row can be closer than delta to a member. The test is made on squared distances 
 rounding allowance, so it only ever keeps more rows than needed: the graph is exact,
 the k-means only decides how much is skipped. Each pair is compared in one cell only
 (the larger cell id of its two rows). When the cells do not separate the rows (more
-than ``_MAX_CANDIDATES`` candidate cells per row, or more than a quarter of all pairs
-left to compare), the all-pairs tiles are used instead. On the 1,000,000 x 384 mixture
-of ``benchmarks/cold_start_scale.py`` the cells leave about 1/40 of the pairs.
+than ``_MAX_CANDIDATES`` candidate cells per row, or more than ``N^2 / 4`` comparisons
+left, half the all-pairs build's), the all-pairs tiles are used instead. On the
+1,000,000 x 384 mixture of ``benchmarks/cold_start_scale.py`` the cells leave 2 % of
+the pairs.
 """
 
 from __future__ import annotations

@@ -18,8 +18,7 @@ about as ``delta ** d`` for an intrinsic dimension ``d``, from ``N`` (tiny delta
 (:mod:`aalearn.functional._ball_graph`) in tiles of at most ``2**22`` distances, never an
 ``N x N`` matrix: every pair once below 65,536 rows (``O(N^2 D / 2)``), and from there
 on only the pairs that a k-means partition and the triangle inequality cannot rule out
-(the same graph, exact; about 1/40 of the pairs on the benchmark's 1,000,000-row
-mixture).
+(the same graph, exact; 2 % of the pairs on the benchmark's 1,000,000-row mixture).
 """
 
 from __future__ import annotations

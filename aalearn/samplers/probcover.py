@@ -37,7 +37,7 @@ class ProbCoverSampler(_EmbeddingSampler):
     ``select``. The rows have unit norm, so ``delta`` lies in ``(0, 2]`` (the authors
     use 0.6 to 0.75 on SimCLR features). The ball graph has ``E = N + 2P`` edges for
     ``P`` pairs closer than ``delta`` and takes ``8 (N + 1) + 4 E`` bytes (about
-    ``20 E`` while it is built): ``E`` grows about as ``delta ** d`` for an intrinsic
+    ``13 E`` while it is built): ``E`` grows about as ``delta ** d`` for an intrinsic
     dimension ``d``, from ``N`` to ``N ** 2``, so a too large ``delta`` costs memory
     and time quadratic in ``N`` (:mod:`aalearn.functional.coverage`).
 

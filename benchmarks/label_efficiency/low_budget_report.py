@@ -192,7 +192,27 @@ def targets(
             f"{'met' if ok else 'missed'}); it switched to {REGIME_DEFAULTS['high']} after "
             f"(labels, per seed): {switch_points(curves, (dataset, setting, regime))}"
         )
+        out.append(_splice_line(means, best_at, r.labeled))
     return out
+
+
+def _splice_line(means: dict[str, np.ndarray], best_at: np.ndarray, labeled: np.ndarray) -> str:
+    """How close one switch can get: the mean curves of typiclust and of each high-budget
+    method spliced at every switch point (separate runs, not a switching run)."""
+    if "typiclust" not in means:
+        return "no typiclust curve to splice"
+    parts = []
+    for high in (m for m in ("margin", "badge", "entropy", "coreset") if m in means):
+        best = (-1, 0)
+        for k in range(1, best_at.size):
+            curve = np.concatenate([means["typiclust"][:k], means[high][k:]])
+            best = max(best, (int((best_at - curve <= REGIME_GAP).sum()), -k))
+        parts.append(f"{high} {best[0]} of {best_at.size} (after {int(labeled[-best[1] - 1])})")
+    return (
+        "one switch, at best (the mean curves of typiclust and of a high-budget method "
+        "spliced at the best switch point; separate runs, not a switching run): budgets "
+        f"within {REGIME_GAP:.0f} point of the best fixed method: " + ", ".join(parts)
+    )
 
 
 _STYLE = {
