@@ -279,13 +279,17 @@ def _partitioned(monkeypatch: pytest.MonkeyPatch, cell: int, tile: int) -> None:
     monkeypatch.setattr(_ball_graph, "_TILE", tile)
 
 
-@pytest.mark.parametrize("cell,tile", [(25, 2048), (10, 7), (400, 16)])
+@pytest.mark.parametrize(
+    "cell,tile,dtype",
+    [(25, 2048, torch.float32), (10, 7, torch.float32), (400, 16, torch.float32),
+     (10, 64, torch.float64)],
+)  # fmt: skip
 def test_ball_graph_partitioned_equals_brute_force(
-    monkeypatch: pytest.MonkeyPatch, cell: int, tile: int
+    monkeypatch: pytest.MonkeyPatch, cell: int, tile: int, dtype: torch.dtype
 ) -> None:
     # 400 rows in 8 blobs: the k-means cells rule most pairs out, and every kept pair
     # must be the brute force's, each listed once (no duplicate, no self pair)
-    x = _blobs(50, 8, 5, seed=31).float()
+    x = _blobs(50, 8, 5, seed=31).to(dtype)
     d = (x.double()[:, None, :] - x.double()[None, :, :]).norm(dim=2)
     _partitioned(monkeypatch, cell, tile)
     for delta in (0.5, 1.1, 2.5, 40.0):
