@@ -28,28 +28,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cold_start_scale import choose_delta, make_embedding
 
 from aalearn.functional import _ball_graph
-from aalearn.functional._kmeans import kmeans
 
 
 def partition_stats(x: torch.Tensor, delta: float) -> dict:
     """Candidate cells per row and the share of the N^2 / 2 pairs the partition compares."""
+    found = _ball_graph.partition(x, delta)
+    if found is None:
+        return {"partition": "given up: every pair is compared"}
+    _, sizes, rows, cells = found
     n = x.shape[0]
-    k = max(2, n // _ball_graph._CELL)
-    gen = torch.Generator().manual_seed(0)
-    cell = kmeans(x, k, gen, max_iter=_ball_graph._PARTITION_ITER)
-    sizes = torch.bincount(cell, minlength=k)
-    centers = torch.zeros(k, x.shape[1]).index_add_(0, cell, x) / sizes.clamp(min=1)[:, None]
-    radius = torch.zeros(k)
-    work, cand = 0.0, 0
-    for s in range(0, n, 8192):
-        d = (x[s : s + 8192] - centers[cell[s : s + 8192]]).norm(dim=1)
-        radius.scatter_reduce_(0, cell[s : s + 8192], d, "amax")
-    for s in range(0, n, 8192):
-        d = torch.cdist(x[s : s + 8192], centers)
-        near = (d <= delta + radius + 1e-3) & (torch.arange(k) >= cell[s : s + 8192, None])
-        cand += int(near.sum())
-        work += float((near.float() @ sizes.float()).sum())
-    return {"cells": k, "candidate_cells_per_row": cand / n, "share_compared": work / (n * n / 2)}
+    work = float(sizes[cells].double().sum())
+    return {
+        "cells": int(sizes.shape[0]),
+        "candidate_cells_per_row": rows.shape[0] / n,
+        "share_compared": work / (n * n / 2),
+    }
 
 
 def main() -> None:

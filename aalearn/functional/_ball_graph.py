@@ -109,8 +109,13 @@ def _all_pairs(x: Tensor, delta: float) -> List[Tensor]:
     return pairs
 
 
-def _partitioned_pairs(x: Tensor, delta: float) -> Optional[List[Tensor]]:
-    """The pairs closer than delta, each once, one tensor per cell (``None``: no gain)."""
+def partition(x: Tensor, delta: float) -> Optional[Tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """The cells and each row's candidate cells: ``(cell, sizes, rows, cells)``.
+
+    ``cell[i]`` is row ``i``'s cell, ``sizes`` the cells' sizes; row ``rows[j]`` is to be
+    compared with the members of cell ``cells[j]`` (a cell id at least its own). ``None``
+    when the cells do not separate the rows (see the module docstring).
+    """
     n, dim = x.shape
     k = max(2, n // _CELL)
     generator = torch.Generator(device=x.device).manual_seed(0)
@@ -144,9 +149,20 @@ def _partitioned_pairs(x: Tensor, delta: float) -> Optional[List[Tensor]]:
     cand_cell = torch.cat(cells)
     if int((sizes[cand_cell].double()).sum()) > n * n / 4:
         return None
-    cand = torch.cat(rows)[torch.sort(cand_cell, stable=True).indices]
+    return cell, sizes, torch.cat(rows), cand_cell
+
+
+def _partitioned_pairs(x: Tensor, delta: float) -> Optional[List[Tensor]]:
+    """The pairs closer than delta, each once, one tensor per cell (``None``: no gain)."""
+    found_partition = partition(x, delta)
+    if found_partition is None:
+        return None
+    cell, sizes, cand_row, cand_cell = found_partition
+    n, k = x.shape[0], sizes.shape[0]
+    sq = sq_norms(x)
+    cand = cand_row[torch.sort(cand_cell, stable=True).indices]
     cand_ends = torch.cumsum(torch.bincount(cand_cell, minlength=k), 0).tolist()
-    del rows, cells, cand_cell
+    del cand_row, cand_cell
     members = torch.sort(cell, stable=True).indices
     member_ends = torch.cumsum(sizes, 0).tolist()
     idx_dtype = torch.int32 if n < 2**31 else torch.long
