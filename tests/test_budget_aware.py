@@ -113,8 +113,13 @@ def test_switches_from_low_to_high_on_digits() -> None:
         d = sampler.last_decision_
         regimes.append(d.regime)
         values.append(d.value)
-        expected = _brute_coverage(emb.numpy(), pool.labeled_mask, sampler.delta_)
-        assert d.value == pytest.approx(expected)
+        # The purity rule's delta is itself a pairwise distance (float32), so an item can
+        # sit on the ball's edge: the float64 brute force may count it either way.
+        lo, hi = (
+            _brute_coverage(emb.numpy(), pool.labeled_mask, sampler.delta_ * (1 + e))
+            for e in (-1e-5, 1e-5)
+        )
+        assert lo <= d.value <= hi and hi - lo <= 2 / len(pool)
         assert np.array_equal(picked, twin_high if d.regime == "high" else twin_low)
         assert d.method == ("UncertaintySampler" if d.regime == "high" else "RandomSampler")
         pool.label(picked)
