@@ -51,7 +51,7 @@ def test_decision_coverage_is_the_hand_computation() -> None:
     pool.label(np.arange(0, 60, 6))
     sampler = BudgetAwareSampler(
         RandomSampler(random_state=0), UncertaintySampler("margin"), embedding=x.numpy(),
-        delta=0.5, threshold=0.9, random_state=0,
+        rule="coverage", delta=0.5, threshold=0.9, random_state=0,
     )  # fmt: skip
     sampler.select(None, pool, 3)
     expected = _brute_coverage(x.numpy(), pool.labeled_mask, 0.5)
@@ -66,7 +66,7 @@ def test_delta_by_the_purity_rule() -> None:
     pool, x = _pool()
     sampler = BudgetAwareSampler(
         RandomSampler(random_state=0), UncertaintySampler("margin"), embedding=x,
-        n_classes=3, random_state=0,
+        rule="coverage", n_classes=3, random_state=0,
     )  # fmt: skip
     sampler.select(None, pool, 2)
     rng = np.random.default_rng(0)  # what random_state=0 resolves to
@@ -103,7 +103,9 @@ def test_switches_from_low_to_high_on_digits() -> None:
     """Zero labels to 200 on digits: the cold-start sampler first, then margin, once."""
     pool, x, y, emb = _digits_setup()
     low, high = RandomSampler(random_state=1), UncertaintySampler("margin")
-    sampler = BudgetAwareSampler(low, high, embedding=emb, threshold=0.5, n_classes=10)
+    sampler = BudgetAwareSampler(
+        low, high, embedding=emb, rule="coverage", threshold=0.5, n_classes=10
+    )
     model = None
     regimes, values = [], []
     for cycle in range(10):
@@ -154,8 +156,8 @@ def test_per_class_rule_switches_at_the_threshold() -> None:
 def test_decision_is_reported(caplog: pytest.LogCaptureFixture) -> None:
     pool, x = _pool()
     sampler = BudgetAwareSampler(
-        RandomSampler(random_state=0), UncertaintySampler("margin"), embedding=x, delta=0.5,
-        threshold=0.25,
+        RandomSampler(random_state=0), UncertaintySampler("margin"), embedding=x,
+        rule="coverage", delta=0.5, threshold=0.25,
     )  # fmt: skip
     with caplog.at_level(logging.INFO, logger="aalearn.samplers.budget_aware"):
         sampler.select(None, pool, 2)
@@ -173,10 +175,10 @@ def test_decision_is_reported(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_repr_is_readable() -> None:
-    sampler = BudgetAwareSampler(RandomSampler(random_state=0), rule="per_class", n_classes=10)
-    assert repr(sampler) == (
-        "BudgetAwareSampler(low=RandomSampler(random_state=0), rule='per_class', n_classes=10)"
-    )
+    sampler = BudgetAwareSampler(RandomSampler(random_state=0), n_classes=10)
+    assert repr(sampler) == "BudgetAwareSampler(low=RandomSampler(random_state=0), n_classes=10)"
+    sampler = BudgetAwareSampler(rule="coverage", threshold=0.4)
+    assert repr(sampler) == "BudgetAwareSampler(rule='coverage', threshold=0.4)"
 
 
 @pytest.mark.parametrize(
@@ -193,11 +195,20 @@ def test_repr_is_readable() -> None:
         ({"delta": 0.0}, ValueError, "Expected argument `delta` to be > 0"),
         ({"delta": None}, ValueError, "Expected argument `n_classes`"),
         ({"alpha": 0.0}, ValueError, "Expected argument `alpha`"),
+        (
+            {"rule": "per_class", "n_classes": 2},
+            ValueError,
+            "Expected argument `delta` to be None with rule='per_class'",
+        ),
+        ({"rule": "per_class", "delta": None}, ValueError, "Expected argument `n_classes`"),
     ],
 )
 def test_bad_input(kwargs: dict, error: type, message: str) -> None:
     pool, x = _pool()
-    params = {"embedding": x, "delta": 0.5, "low": RandomSampler(random_state=0), **kwargs}
+    params = {
+        "embedding": x, "rule": "coverage", "delta": 0.5, "low": RandomSampler(random_state=0),
+        **kwargs,
+    }  # fmt: skip
     sampler = BudgetAwareSampler(**params)
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
         sampler.select(None, pool, 2)
@@ -208,8 +219,8 @@ def test_model_is_required_after_the_switch_and_checked() -> None:
     pool, x = _pool()
     pool.label(np.arange(0, 60, 2))
     sampler = BudgetAwareSampler(
-        RandomSampler(random_state=0), UncertaintySampler("margin"), embedding=x, delta=0.5,
-        threshold=0.1,
+        RandomSampler(random_state=0), UncertaintySampler("margin"), embedding=x,
+        rule="coverage", delta=0.5, threshold=0.1,
     )  # fmt: skip
     with pytest.raises(ValueError, match="Expected argument `model` to be a trained model"):
         sampler.select(None, pool, 2)
@@ -220,7 +231,7 @@ def test_model_is_required_after_the_switch_and_checked() -> None:
 
 def test_no_embedding_and_no_embed_method() -> None:
     pool, _ = _pool()
-    sampler = BudgetAwareSampler(RandomSampler(random_state=0), delta=0.5)
+    sampler = BudgetAwareSampler(RandomSampler(random_state=0), rule="coverage", delta=0.5)
     with pytest.raises(ValueError, match="Expected argument `embedding`.*no embed"):
         sampler.select(None, pool, 2)
 
@@ -233,7 +244,9 @@ def test_defaults_typiclust_then_margin_from_zero_labels() -> None:
     sampler = BudgetAwareSampler(embedding=emb, n_classes=10, random_state=0)
     picked = sampler.select(None, pool, 10)
     d = sampler.last_decision_
-    assert (d.regime, d.method, d.value, d.threshold) == ("low", "TypiClustSampler", 0.0, 0.3)
+    assert (d.regime, d.method, d.rule, d.value, d.threshold) == (
+        "low", "TypiClustSampler", "per_class", 0.0, 7.0,
+    )  # fmt: skip
     low = sampler._made_samplers[1]
     assert isinstance(low, TypiClustSampler) and low.embedding is emb
     assert np.array_equal(picked, low.select(None, pool, 10))  # the default low's own picks
@@ -241,8 +254,30 @@ def test_defaults_typiclust_then_margin_from_zero_labels() -> None:
     pool.label(np.arange(0, 600, 2))
     model = _train(x[::2], y[::2], 0)
     picked = sampler.select(model, pool, 10)
-    assert sampler.last_decision_.method == "UncertaintySampler"
+    d = sampler.last_decision_
+    assert (d.method, d.regime, d.value) == ("UncertaintySampler", "high", 30.0)  # 300 / 10
     assert np.array_equal(picked, UncertaintySampler("margin").select(model, pool, 10))
+
+
+def test_default_rule_switches_at_seven_labels_per_class() -> None:
+    """The default: 69 labels over 10 classes run ``low``, 70 run ``high``."""
+    pool, _ = _pool(200)
+    sampler = BudgetAwareSampler(
+        RandomSampler(random_state=0), RandomSampler(random_state=1), n_classes=10
+    )
+    pool.label(np.arange(69))
+    sampler.select(None, pool, 1)
+    d = sampler.last_decision_
+    assert (d.regime, d.rule, d.threshold, d.delta) == ("low", "per_class", 7.0, None)
+    assert d.value == pytest.approx(6.9)
+    assert str(d) == (
+        "RandomSampler ran (low-budget regime): 69 labeled items are 6.9 per class, < the "
+        "threshold 7"
+    )
+    pool.label([69])
+    picked = sampler.select(None, pool, 3)
+    assert (sampler.last_decision_.regime, sampler.last_decision_.value) == ("high", 7.0)
+    assert np.array_equal(picked, RandomSampler(random_state=1).select(None, pool, 3))
 
 
 def test_coverage_in_the_low_samplers_embedding() -> None:
@@ -252,7 +287,9 @@ def test_coverage_in_the_low_samplers_embedding() -> None:
     pool, _, _, emb = _digits_setup()
     pool.label(np.arange(0, 600, 10))
     low = TypiClustSampler(emb * 3.0, random_state=0)  # the sampler normalises the rows
-    sampler = BudgetAwareSampler(low, UncertaintySampler("margin"), delta=0.4, threshold=0.99)
+    sampler = BudgetAwareSampler(
+        low, UncertaintySampler("margin"), rule="coverage", delta=0.4, threshold=0.99
+    )
     sampler.select(None, pool, 5)
     space = low.embed(pool).numpy()
     assert np.allclose(np.linalg.norm(space, axis=1), 1.0, atol=1e-5)
@@ -263,8 +300,8 @@ def test_coverage_in_the_low_samplers_embedding() -> None:
 def test_zero_labels_run_the_low_sampler_whatever_the_threshold() -> None:
     pool, x = _pool()
     sampler = BudgetAwareSampler(
-        RandomSampler(random_state=0), UncertaintySampler("margin"), embedding=x, delta=0.5,
-        threshold=0.0,
+        RandomSampler(random_state=0), UncertaintySampler("margin"), embedding=x,
+        rule="coverage", delta=0.5, threshold=0.0,
     )  # fmt: skip
     picked = sampler.select(None, pool, 4)
     assert sampler.last_decision_.regime == "low"

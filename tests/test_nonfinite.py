@@ -29,6 +29,8 @@ SMALL: dict[str, dict[str, Any]] = {
     "AALUSampler": {"epochs": 1, "min_iterations": 0, "hidden": (16,), "latent_dim": 4},
     "AdversarialSampler": {"epochs": 1, "min_iterations": 0, "hidden": (16,), "latent_dim": 4},
     "VAALSampler": {"epochs": 0.2, "vae_channels": 4},
+    # The per-class rule (its default) divides by the number of classes.
+    "BudgetAwareSampler": {"n_classes": 10},
     # The stochastic batches wrap a scoring sampler: the policy reaches it through score().
     "StochasticBatchSampler": {
         "sampler": aalearn.UncertaintySampler(
