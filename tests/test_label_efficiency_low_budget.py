@@ -112,6 +112,32 @@ def test_log_auc_is_a_mean_accuracy_over_log_labels() -> None:
     assert rep.log_auc(labeled, acc) == pytest.approx(expected)
 
 
+def test_within_counts_resample_the_seeds_paired() -> None:
+    """The seed bootstrap of the per-budget target, against the draws computed by hand."""
+    rep = load("low_budget_report")
+    seeds, labeled = np.arange(3), np.array([10.0, 20.0])
+
+    def curves(acc: list[list[float]]) -> object:
+        return rep.LBCurves(seeds, labeled, np.array(acc) / 100, [["low", "low"]] * 3)
+
+    # Point 0: the regime trails "a" by 0, 0 and 3 points on seeds 0, 1, 2; point 1: ties.
+    # "b" is below both everywhere. A draw is within 1 point at point 0 iff it holds seed 2
+    # at most once (mean gap k * 3 / 3 = k for k copies of seed 2).
+    table = {
+        ("d", "s", "r"): curves([[80, 90], [80, 90], [77, 90]]),
+        ("d", "s", "a"): curves([[80, 90], [80, 90], [80, 90]]),
+        ("d", "s", "b"): curves([[70, 80], [70, 80], [70, 80]]),
+    }
+    got = rep.within_counts(table, "d", "s", "r", ["a", "b"], draws=500)
+    pick = np.random.default_rng(0).integers(3, size=(500, 3))
+    copies = (pick == 2).sum(axis=1)
+    assert np.array_equal(got, np.where(copies <= 1, 2, 1))
+    assert 0.6 < (got == 2).mean() < 0.9  # 20/27 in expectation
+    # A regime that is the best method on every seed is within 1 point in every draw.
+    table[("d", "s", "r")] = table[("d", "s", "a")]
+    assert (rep.within_counts(table, "d", "s", "r", ["a", "b"], draws=50) == 2).all()
+
+
 @pytest.mark.slow
 def test_linear_probe_is_scikit_learns_logistic_regression() -> None:
     from sklearn.linear_model import LogisticRegression
