@@ -138,6 +138,42 @@ def test_within_counts_resample_the_seeds_paired() -> None:
     assert (rep.within_counts(table, "d", "s", "r", ["a", "b"], draws=50) == 2).all()
 
 
+def test_more_seeds_check_adds_the_rows_of_the_issues_methods(tmp_path: Path) -> None:
+    """The check section: the extra file's seeds join the 5, for the issue's methods only."""
+    lb, rep = load("low_budget"), load("low_budget_report")
+    regime = lb.REGIME_RUN
+
+    def rows(method: str, seeds: range, acc: float, decision: str = "") -> list[dict]:
+        return [
+            {
+                "dataset": "digits", "setting": "cnn", "method": method, "seed": seed,
+                "cycle": c, "labeled": n, "accuracy": acc + 0.01 * c,
+                "selection_seconds": 0.0, "train_seconds": 0.0,
+                "decision": decision, "measure": float("nan"),
+            }
+            for seed in seeds
+            for c, n in enumerate((10, 20))
+        ]  # fmt: skip
+
+    main = rows("random", range(2), 0.5) + rows("margin", range(2), 0.6)
+    main += rows(regime, range(2), 0.6, "low") + rows("entropy[x=1]", range(2), 0.9)
+    lb.write_lb_rows(tmp_path / f"{lb.LB_STEM}.csv", main, append=False)
+    assert rep._more_seeds(tmp_path, lb.read_lb_rows(tmp_path / f"{lb.LB_STEM}.csv"), regime) == []
+    extra = rows("random", range(2, 3), 0.5) + rows("margin", range(2, 3), 0.6)
+    extra += rows(regime, range(2, 3), 0.58, "low") + rows("entropy[x=1]", range(2, 3), 0.9)
+    lb.write_lb_rows(tmp_path / rep.MORE_SEEDS, extra, append=False)
+    text = "\n".join(
+        rep._more_seeds(tmp_path, lb.read_lb_rows(tmp_path / f"{lb.LB_STEM}.csv"), regime)
+    )
+    assert "- **digits** (3 seeds):" in text
+    # entropy[x=1] (90 %) is not one of the issue's methods: margin is the best fixed one,
+    # and the regime's mean is (60 + 60 + 58) / 3 = 59.33 %, 0.67 points behind it.
+    assert (
+        "largest gap to the best fixed method +0.7 points at 10 labels (best there: margin)" in text
+    )
+    assert "budgets within 1 point: 2 of 2" in text
+
+
 @pytest.mark.slow
 def test_linear_probe_is_scikit_learns_logistic_regression() -> None:
     from sklearn.linear_model import LogisticRegression

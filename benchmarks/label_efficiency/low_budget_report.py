@@ -320,6 +320,40 @@ def plot(curves: dict[tuple[str, str, str], LBCurves], path: Path, regime: str) 
     plt.close(fig)
 
 
+#: Rows of more seeds (5 and up) for the issue's methods: the check of :func:`_more_seeds`.
+MORE_SEEDS = f"{LB_STEM}_more_seeds.csv"
+#: The methods of the check: the issue's list and the regime sampler the report follows.
+CHECK_METHODS = ("random", *COLD_START, "coreset", "entropy", "margin", "badge", "aalu")
+
+
+def _more_seeds(out_dir: Path, rows: list[dict[str, Any]], regime: str) -> list[str]:
+    """The CNN targets again with the rows of ``MORE_SEEDS`` added, for the issue's methods
+    only (the other variants ran 5 seeds); nothing when that file is absent."""
+    path = out_dir / MORE_SEEDS
+    if not path.exists():
+        return []
+    keep = {*CHECK_METHODS, regime}
+    both = [r for r in [*rows, *read_lb_rows(path)] if r["method"] in keep]
+    curves = lb_curves(both)
+    parts = [
+        "### More seeds (a check of the CNN targets)",
+        "",
+        f"The rows of `_static/{MORE_SEEDS}` (seeds 5 and up: the runs with `--seeds 10 "
+        "--resume` among the commands above, less the seeds 0 to 4 they skipped) added to "
+        f"the 5 seeds above, for {', '.join(f'`{m}`' for m in [*CHECK_METHODS, regime])} "
+        "only, with the CNN:",
+        "",
+    ]
+    for d in sorted({r["dataset"] for r in both}, reverse=True):
+        if (d, "cnn", "random") not in curves:
+            continue
+        n = curves[(d, "cnn", "random")].seeds.size
+        parts += [f"- **{d}** ({n} seeds):", ""]
+        parts += [f"  - {t}" for t in targets(curves, d, "cnn", regime)]
+        parts.append("")
+    return parts
+
+
 def render_low_budget(out_dir: Path, image: str, regime: str = REGIME_RUN) -> str:
     """The markdown section; writes the plot next to the CSV."""
     rows = read_lb_rows(out_dir / f"{LB_STEM}.csv")
@@ -386,6 +420,7 @@ def render_low_budget(out_dir: Path, image: str, regime: str = REGIME_RUN) -> st
                 *[f"- {t}" for t in targets(curves, d, s, regime)],
                 "",
             ]
+    parts += _more_seeds(out_dir, rows, regime)
     findings: Optional[str] = FINDINGS.read_text() if FINDINGS.exists() else None
     if findings:
         parts += ["### Findings", "", findings.strip(), ""]
