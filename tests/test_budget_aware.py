@@ -11,8 +11,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from aalearn import ActivePool, BudgetAwareSampler, RandomSampler, UncertaintySampler
-from aalearn.functional import probcover_delta
-from aalearn.samplers.budget_aware import BudgetDecision, ball_coverage
+from aalearn.functional import ball_coverage, probcover_delta
+from aalearn.samplers.budget_aware import BudgetDecision
 
 
 def _brute_coverage(x: np.ndarray, labeled: np.ndarray, delta: float) -> float:

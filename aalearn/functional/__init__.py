@@ -6,7 +6,7 @@ One import line per module; every public name is listed in ``__all__`` (sorted).
 from aalearn.functional.badge_seeding import badge
 from aalearn.functional.batchbald_greedy import batchbald
 from aalearn.functional.coreset import k_center_greedy
-from aalearn.functional.coverage import ball_purity, probcover, probcover_delta
+from aalearn.functional.coverage import ball_coverage, ball_purity, probcover, probcover_delta
 from aalearn.functional.losses import (
     assistant_adversarial_loss,
     assistant_loss,
@@ -29,6 +29,7 @@ __all__ = [
     "assistant_loss",
     "badge",
     "bald",
+    "ball_coverage",
     "ball_purity",
     "batchbald",
     "entropy",

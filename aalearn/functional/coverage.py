@@ -40,7 +40,7 @@ from aalearn.functional._kmeans import (
     sq_norms,
 )
 
-__all__ = ["ball_purity", "probcover", "probcover_delta"]
+__all__ = ["ball_coverage", "ball_purity", "probcover", "probcover_delta"]
 
 #: Purity the delta rule asks of the balls (the paper's alpha = 0.95).
 PURITY = 0.95
@@ -285,3 +285,38 @@ def probcover_delta(
             "overlap on duplicate rows, or all rows fell into one cluster. Pass `delta`."
         )
     return delta
+
+
+#: Rows of the labeled side of one distance block of :func:`ball_coverage`.
+_COVERAGE_BLOCK = 2**22
+
+
+def ball_coverage(embedding: Tensor, labeled_mask: Tensor, delta: float) -> float:
+    """Fraction of the rows within ``delta`` (strictly) of a labeled row.
+
+    ProbCover's coverage ``P(union of the labeled items' delta-balls)`` on the pool,
+    the first term of its bound on the 1-NN error,
+    ``err <= (1 - coverage) + (1 - purity(delta))``. Computed in blocks of at most
+    ``2**22`` distances: memory ``O(N)`` beyond the embedding, time ``O(N L D)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aalearn.functional import ball_coverage
+    >>> x = torch.tensor([[0.0], [0.5], [2.0], [10.0]])
+    >>> ball_coverage(x, torch.tensor([True, False, False, False]), 1.0)  # rows 0 and 1
+    0.5
+    """
+    x = embedding.float() if embedding.dtype not in (torch.float32, torch.float64) else embedding
+    lab = x[labeled_mask.to(x.device)]
+    n = x.shape[0]
+    if lab.shape[0] == 0:
+        return 0.0
+    covered = torch.zeros(n, dtype=torch.bool, device=x.device)
+    rows = max(1, _COVERAGE_BLOCK // lab.shape[0])
+    for s in range(0, n, rows):
+        # The direct difference, not the ||x||^2 - 2xy + ||y||^2 expansion: no cancellation
+        # error near the radius.
+        d = torch.cdist(x[s : s + rows], lab, compute_mode="donot_use_mm_for_euclid_dist")
+        covered[s : s + rows] = (d < delta).any(dim=1)
+    return float(covered.double().mean())

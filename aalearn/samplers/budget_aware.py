@@ -11,13 +11,13 @@ import torch
 from torch import Tensor, nn
 
 from aalearn._validation import Constraint, Int, Options, RandomState, Real, Rule
-from aalearn.functional.coverage import PURITY, probcover_delta
+from aalearn.functional.coverage import PURITY, ball_coverage, probcover_delta
 from aalearn.pool import ActivePool
 from aalearn.samplers.base import BaseSampler
 from aalearn.samplers.random import RandomSampler
 from aalearn.samplers.uncertainty import UncertaintySampler
 
-__all__ = ["BudgetAwareSampler", "BudgetDecision", "ball_coverage"]
+__all__ = ["BudgetAwareSampler", "BudgetDecision"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,40 +26,8 @@ THRESHOLD = 0.3
 #: The per-class rule's default threshold: labels per class (measured on digits: see
 #: the class docstring).
 PER_CLASS = 7.0
-#: Rows of the labeled side of one distance block (the other side is all the pool).
-_BLOCK = 2**22
 #: An embedding of the conformance suite's 150-item pool (aalearn.testing).
 _TEST_EMBEDDING = torch.randn(150, 4, generator=torch.Generator().manual_seed(0))
-
-
-def ball_coverage(embedding: Tensor, labeled_mask: Tensor, delta: float) -> float:
-    """Fraction of the rows within ``delta`` (strictly) of a labeled row.
-
-    ProbCover's coverage ``P(union of the labeled items' delta-balls)`` on the pool,
-    the first term of its bound on the 1-NN error,
-    ``err <= (1 - coverage) + (1 - purity(delta))``. Computed in blocks of at most
-    ``2**22`` distances: memory ``O(N)`` beyond the embedding, time ``O(N L D)``.
-
-    Examples
-    --------
-    >>> import torch
-    >>> x = torch.tensor([[0.0], [0.5], [2.0], [10.0]])
-    >>> ball_coverage(x, torch.tensor([True, False, False, False]), 1.0)  # rows 0 and 1
-    0.5
-    """
-    x = embedding.float() if embedding.dtype not in (torch.float32, torch.float64) else embedding
-    lab = x[labeled_mask.to(x.device)]
-    n = x.shape[0]
-    if lab.shape[0] == 0:
-        return 0.0
-    covered = torch.zeros(n, dtype=torch.bool, device=x.device)
-    rows = max(1, _BLOCK // lab.shape[0])
-    for s in range(0, n, rows):
-        # The direct difference, not the ||x||^2 - 2xy + ||y||^2 expansion: no cancellation
-        # error near the radius.
-        d = torch.cdist(x[s : s + rows], lab, compute_mode="donot_use_mm_for_euclid_dist")
-        covered[s : s + rows] = (d < delta).any(dim=1)
-    return float(covered.double().mean())
 
 
 @dataclasses.dataclass(frozen=True)
