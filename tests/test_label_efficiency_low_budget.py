@@ -100,7 +100,7 @@ def test_schedule_joins_the_two_regimes() -> None:
 
 
 def test_log_auc_is_a_mean_accuracy_over_log_labels() -> None:
-    rep = load("low_budget_report")
+    rep = load("low_budget_stats")
     labeled = np.array([10.0, 100.0, 1000.0])
     assert rep.log_auc(labeled, np.array([0.7, 0.7, 0.7])) == pytest.approx(0.7)
     # Two equal steps on the log axis: (0.5 * 0.2 + 0.6 + 0.5 * 0.8) / 2.
@@ -114,7 +114,7 @@ def test_log_auc_is_a_mean_accuracy_over_log_labels() -> None:
 
 def test_within_counts_resample_the_seeds_paired() -> None:
     """The seed bootstrap of the per-budget target, against the draws computed by hand."""
-    rep = load("low_budget_report")
+    rep = load("low_budget_stats")
     seeds, labeled = np.arange(3), np.array([10.0, 20.0])
 
     def curves(acc: list[list[float]]) -> object:
@@ -136,6 +136,37 @@ def test_within_counts_resample_the_seeds_paired() -> None:
     # A regime that is the best method on every seed is within 1 point in every draw.
     table[("d", "s", "r")] = table[("d", "s", "a")]
     assert (rep.within_counts(table, "d", "s", "r", ["a", "b"], draws=50) == 2).all()
+
+
+def test_holdout_counts_score_the_winner_on_the_other_half() -> None:
+    """The noise ceiling: the per-budget winner of one half of the seeds, scored on the
+    other half, against the counts worked out by hand."""
+    rep = load("low_budget_stats")
+    labeled = np.array([10.0, 20.0])
+
+    def curves(acc: list[list[float]]) -> object:
+        return rep.LBCurves(np.arange(2), labeled, np.array(acc) / 100, [["low", "low"]] * 2)
+
+    # Point 0: "a" wins seed 0 and loses seed 1 to "b" by 8; "b" loses seed 0 by 5. Split
+    # {0}: winner a, scored on seed 1: 8 behind b; regime 78, level with b. Split {1}:
+    # winner b, scored on seed 0: 5 behind a; regime 79, 1 behind a (within). Point 1: ties.
+    table = {
+        ("d", "s", "r"): curves([[79, 90], [78, 90]]),
+        ("d", "s", "a"): curves([[80, 90], [70, 90]]),
+        ("d", "s", "b"): curves([[75, 90], [78, 90]]),
+    }
+    oracle, ours = rep.holdout_counts(table, "d", "s", "r", ["a", "b"])
+    assert oracle.tolist() == [1, 1] and ours.tolist() == [2, 2]
+    line = rep.holdout_line(table, "d", "s", "r")
+    assert "2 splits" in line and "all 2 budgets in 0% of splits" in line
+    assert "**r** on the scoring half: all 2 in 100%" in line
+    # Four seeds: every way to choose two of them, C(4, 2) = 6 splits; a method that is best
+    # on every seed is its own winner on every split.
+    four = rep.LBCurves(np.arange(4), labeled, np.full((4, 2), 0.9), [["low"] * 2] * 4)
+    low = rep.LBCurves(np.arange(4), labeled, np.full((4, 2), 0.5), [["low"] * 2] * 4)
+    table = {("d", "s", "r"): low, ("d", "s", "a"): four, ("d", "s", "b"): low}
+    oracle, ours = rep.holdout_counts(table, "d", "s", "r", ["a", "b"])
+    assert oracle.tolist() == [2] * 6 and ours.tolist() == [0] * 6
 
 
 def test_more_seeds_check_adds_the_rows_of_the_issues_methods(tmp_path: Path) -> None:
@@ -172,6 +203,7 @@ def test_more_seeds_check_adds_the_rows_of_the_issues_methods(tmp_path: Path) ->
         "largest gap to the best fixed method +0.7 points at 10 labels (best there: margin)" in text
     )
     assert "budgets within 1 point: 2 of 2" in text
+    assert "noise ceiling (every split of the seeds into halves, 3 splits)" in text
 
 
 @pytest.mark.slow

@@ -72,8 +72,8 @@ cycle up to 100 and then follows the budgets above, for the cold-start samplers
 Modules: :mod:`.protocol` (datasets, task model, settings, AUC), :mod:`.methods` (the
 samplers, built from the library's own lists), :mod:`.run` (units and the CSV),
 :mod:`.report` (tables, plot, markdown), :mod:`.cli` (the command line),
-:mod:`.low_budget`, :mod:`.low_budget_report` and :mod:`.low_budget_cli` (the
-low-budget protocol).
+:mod:`.low_budget`, :mod:`.low_budget_stats`, :mod:`.low_budget_report` and
+:mod:`.low_budget_cli` (the low-budget protocol).
 """
 
 from benchmarks.label_efficiency.cli import main

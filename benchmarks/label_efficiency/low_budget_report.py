@@ -1,8 +1,8 @@
-"""The low-budget protocol's report: paired differences per budget, AUC, the targets, a plot."""
+"""The low-budget protocol's report: tables, targets, a plot; the statistics are in
+:mod:`.low_budget_stats`."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -21,69 +21,20 @@ from benchmarks.label_efficiency.low_budget import (
     STOP_SET,
     read_lb_rows,
 )
+from benchmarks.label_efficiency.low_budget_stats import (
+    AUC_TIE,
+    COLD_LEAD,
+    REGIME_GAP,
+    LBCurves,
+    bootstrap_line,
+    holdout_line,
+    lb_curves,
+    paired_diff,
+    splice_line,
+)
 from benchmarks.label_efficiency.protocol import DOCS
 
 FINDINGS = DOCS.parent / "_fragments" / "label_efficiency_low_budget_findings.md"
-#: Done-when of issue 20: the best cold-start sampler's lead over random at 10 and 20
-#: labels (points), the regime sampler's largest gap to the best fixed method, AUC ties.
-COLD_LEAD = 10.0
-REGIME_GAP = 1.0
-AUC_TIE = 0.2
-
-
-@dataclasses.dataclass
-class LBCurves:
-    """One (dataset, setting, method): ``(seeds, points)`` accuracies and decisions."""
-
-    seeds: np.ndarray
-    labeled: np.ndarray
-    accuracy: np.ndarray
-    decision: list[list[str]]
-
-    @property
-    def auc(self) -> np.ndarray:
-        return log_auc(self.labeled, self.accuracy)
-
-
-def log_auc(labeled: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
-    """Trapezoid area under accuracy over ``log(labeled)``, divided by the width (a mean accuracy).
-
-    On a log axis the low-budget points (10 to 100 labels) weigh as much as a tenfold
-    of labels anywhere else: 57 % of the digits curve (10 to 575) and 45 % of mnist5k's.
-    """
-    x = np.log(labeled)
-    area = ((accuracy[..., 1:] + accuracy[..., :-1]) / 2 * np.diff(x)).sum(-1)
-    return np.asarray(area / (x[..., -1] - x[..., 0]))
-
-
-def lb_curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], LBCurves]:
-    """Complete units only (every seed with as many points as the longest), by key."""
-    grouped: dict[tuple[str, str, str], dict[int, list[dict[str, Any]]]] = {}
-    for r in rows:
-        key = (r["dataset"], r["setting"], r["method"])
-        grouped.setdefault(key, {}).setdefault(r["seed"], []).append(r)
-    out = {}
-    for key, by_seed in grouped.items():
-        n = max(len(v) for v in by_seed.values())
-        seeds = sorted(s for s, v in by_seed.items() if len(v) == n)
-        table = [sorted(by_seed[s], key=lambda r: r["cycle"]) for s in seeds]
-        out[key] = LBCurves(
-            np.array(seeds),
-            np.array([r["labeled"] for r in table[0]], dtype=float),
-            np.array([[r["accuracy"] for r in t] for t in table], dtype=float),
-            [[str(r["decision"]) for r in t] for t in table],
-        )
-    return out
-
-
-def paired_diff(a: LBCurves, b: LBCurves) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per point: mean and sd (ddof 1) over the common seeds of ``a - b`` (points), n seeds."""
-    common = np.intersect1d(a.seeds, b.seeds)
-    d = 100 * (
-        a.accuracy[np.searchsorted(a.seeds, common)] - b.accuracy[np.searchsorted(b.seeds, common)]
-    )
-    sd = d.std(0, ddof=1) if common.size > 1 else np.full(d.shape[1], math.nan)
-    return d.mean(0), sd, int(common.size)
 
 
 def _pm(mean: float, sd: float, digits: int = 1, sign: bool = True) -> str:
@@ -192,76 +143,9 @@ def targets(
             f"{'met' if ok else 'missed'}); it switched to {REGIME_DEFAULTS['high']} after "
             f"(labels, per seed): {switch_points(curves, (dataset, setting, regime))}"
         )
-        out.append(_splice_line(means, best_at, r.labeled))
-        out.append(_bootstrap_line(curves, dataset, setting, regime, fixed))
+        out.append(splice_line(means, best_at, r.labeled))
+        out.append(bootstrap_line(curves, dataset, setting, regime, fixed))
     return out
-
-
-#: Seed resamples of :func:`_bootstrap_line` (its generator's seed is fixed: 0).
-BOOTSTRAP = 2000
-
-
-def within_counts(
-    curves: dict[tuple[str, str, str], LBCurves],
-    dataset: str,
-    setting: str,
-    regime: str,
-    fixed: list[str],
-    draws: int = BOOTSTRAP,
-) -> np.ndarray:
-    """Budgets within ``REGIME_GAP`` of the best fixed method, over ``draws`` resamples of
-    the seeds (with replacement; one draw of seed ids serves every method, so the
-    differences stay paired). Only the seeds every method has take part."""
-    keys = [(dataset, setting, m) for m in [regime, *fixed]]
-    common = curves[keys[0]].seeds
-    for k in keys[1:]:
-        common = np.intersect1d(common, curves[k].seeds)
-    acc = np.stack(
-        [100 * curves[k].accuracy[np.searchsorted(curves[k].seeds, common)] for k in keys]
-    )  # (methods, seeds, points)
-    rng = np.random.default_rng(0)
-    pick = rng.integers(common.size, size=(draws, common.size))
-    means = acc[:, pick].mean(axis=2)  # (methods, draws, points)
-    gap = means[1:].max(axis=0) - means[0]
-    return np.asarray((gap <= REGIME_GAP).sum(axis=1))
-
-
-def _bootstrap_line(
-    curves: dict[tuple[str, str, str], LBCurves],
-    dataset: str,
-    setting: str,
-    regime: str,
-    fixed: list[str],
-) -> str:
-    """How much of the per-budget target is seed noise: the count over seed resamples."""
-    counts = within_counts(curves, dataset, setting, regime, fixed)
-    n = curves[(dataset, setting, regime)].labeled.size
-    lo, med, hi = np.percentile(counts, [5, 50, 95])
-    return (
-        f"seed noise (the seeds resampled with replacement, {counts.size:,} draws, paired): "
-        f"**{regime}** within {REGIME_GAP:.0f} point at all {n} budgets in "
-        f"{(counts == n).mean():.0%} of draws; budgets within 1 point, median {med:.0f} "
-        f"(5th to 95th percentile {lo:.0f} to {hi:.0f})"
-    )
-
-
-def _splice_line(means: dict[str, np.ndarray], best_at: np.ndarray, labeled: np.ndarray) -> str:
-    """How close one switch can get: the mean curves of typiclust and of each high-budget
-    method spliced at every switch point (separate runs, not a switching run)."""
-    if "typiclust" not in means:
-        return "no typiclust curve to splice"
-    parts = []
-    for high in (m for m in ("margin", "badge", "entropy", "coreset") if m in means):
-        best = (-1, 0)
-        for k in range(1, best_at.size):
-            curve = np.concatenate([means["typiclust"][:k], means[high][k:]])
-            best = max(best, (int((best_at - curve <= REGIME_GAP).sum()), -k))
-        parts.append(f"{high} {best[0]} of {best_at.size} (after {int(labeled[-best[1] - 1])})")
-    return (
-        "one switch, at best (the mean curves of typiclust and of a high-budget method "
-        "spliced at the best switch point; separate runs, not a switching run): budgets "
-        f"within {REGIME_GAP:.0f} point of the best fixed method: " + ", ".join(parts)
-    )
 
 
 _STYLE = {
@@ -350,6 +234,7 @@ def _more_seeds(out_dir: Path, rows: list[dict[str, Any]], regime: str) -> list[
         n = curves[(d, "cnn", "random")].seeds.size
         parts += [f"- **{d}** ({n} seeds):", ""]
         parts += [f"  - {t}" for t in targets(curves, d, "cnn", regime)]
+        parts.append(f"  - {holdout_line(curves, d, 'cnn', regime)}")
         parts.append("")
     return parts
 
