@@ -241,3 +241,23 @@ def test_regime_specs() -> None:
     assert (parts["low"], parts["high"], parts["threshold"]) == ("typiclust", "badge", 0.5)
     with pytest.raises(ValueError, match="Unknown method"):
         lb.check_methods("random,typiclust,nonsense")
+
+
+def test_competence_probe_follows_dcoms_radius_search() -> None:
+    """DCoM's radius, competence and coverage on inputs worked out by hand."""
+    probe = load("competence_probe")
+    dist = torch.tensor([0.0, 0.1, 0.3, 0.5, 0.9])
+    pred = torch.tensor([1, 1, 0, 0, 0])
+    # Bar 0.4 (coverage 0): every ball is at least 2/5 pure, the search runs to the cap:
+    # lo = 0.55, 0.825, 0.9625, 1.03125, 1.065625 -> 1.07.
+    assert probe.dcom_radius(dist, pred, 1, 0.0) == pytest.approx(1.07)
+    # Bar 0.6 (coverage 1): 0.55 holds 4 items, 2 predicted 1 (0.5 < 0.6): shrink; 0.275
+    # holds 2 (pure), 0.4125 and 0.48125 hold 3 (2/3): grow; 0.515625 holds 4: shrink.
+    assert probe.dcom_radius(dist, pred, 1, 1.0) == pytest.approx(0.48)
+    assert probe.competence(1.0) == pytest.approx(1.0)
+    assert probe.competence(0.8) == pytest.approx(0.5, abs=1e-4)
+    assert probe.competence(0.7) == pytest.approx((1 + np.exp(-10)) / (1 + np.exp(5)))
+    pairwise = torch.tensor([[0.0, 0.4, 0.6], [0.4, 0.0, 0.3], [0.6, 0.3, 0.0]])
+    assert probe.ball_cover(pairwise, {}) == 0.0
+    assert probe.ball_cover(pairwise, {0: 0.5}) == pytest.approx(2 / 3)
+    assert probe.ball_cover(pairwise, {0: 0.5, 2: 0.1}) == pytest.approx(1.0)

@@ -73,7 +73,8 @@ Modules: :mod:`.protocol` (datasets, task model, settings, AUC), :mod:`.methods`
 samplers, built from the library's own lists), :mod:`.run` (units and the CSV),
 :mod:`.report` (tables, plot, markdown), :mod:`.cli` (the command line),
 :mod:`.low_budget`, :mod:`.low_budget_stats`, :mod:`.low_budget_report` and
-:mod:`.low_budget_cli` (the low-budget protocol).
+:mod:`.low_budget_cli` (the low-budget protocol), :mod:`.competence_probe` (where DCoM's
+competence would switch on that protocol's TypiClust path).
 """
 
 from benchmarks.label_efficiency.cli import main
