@@ -109,12 +109,15 @@ def _all_pairs(x: Tensor, delta: float) -> List[Tensor]:
     return pairs
 
 
-def partition(x: Tensor, delta: float) -> Optional[Tuple[Tensor, Tensor, Tensor, Tensor]]:
+def partition(
+    x: Tensor, delta: float, sq: Optional[Tensor] = None
+) -> Optional[Tuple[Tensor, Tensor, Tensor, Tensor]]:
     """The cells and each row's candidate cells: ``(cell, sizes, rows, cells)``.
 
     ``cell[i]`` is row ``i``'s cell, ``sizes`` the cells' sizes; row ``rows[j]`` is to be
     compared with the members of cell ``cells[j]`` (a cell id at least its own). ``None``
-    when the cells do not separate the rows (see the module docstring).
+    when the cells do not separate the rows (see the module docstring). ``sq``: the rows'
+    squared norms, when the caller has them.
     """
     n, dim = x.shape
     k = max(2, n // _CELL)
@@ -128,7 +131,8 @@ def partition(x: Tensor, delta: float) -> Optional[Tuple[Tensor, Tensor, Tensor,
     for s in range(0, n, block):
         dist = torch.linalg.vector_norm(x[s : s + block] - centers[cell[s : s + block]], dim=1)
         radius.scatter_reduce_(0, cell[s : s + block], dist, "amax")
-    sq, c_sq = sq_norms(x), sq_norms(centers)
+    sq = sq_norms(x) if sq is None else sq
+    c_sq = sq_norms(centers)
     # rounding of ||x||^2 - 2 x.c + ||c||^2: at most about D eps (||x||^2 + ||c||^2)
     slack = 8 * dim * torch.finfo(x.dtype).eps * float(sq.max() + c_sq.max())
     reach = (delta + radius).square_().add_(slack)
@@ -154,12 +158,12 @@ def partition(x: Tensor, delta: float) -> Optional[Tuple[Tensor, Tensor, Tensor,
 
 def _partitioned_pairs(x: Tensor, delta: float) -> Optional[List[Tensor]]:
     """The pairs closer than delta, each once, one tensor per cell (``None``: no gain)."""
-    found_partition = partition(x, delta)
+    sq = sq_norms(x)
+    found_partition = partition(x, delta, sq)
     if found_partition is None:
         return None
     cell, sizes, cand_row, cand_cell = found_partition
     n, k = x.shape[0], sizes.shape[0]
-    sq = sq_norms(x)
     cand = cand_row[torch.sort(cand_cell, stable=True).indices]
     cand_ends = torch.cumsum(torch.bincount(cand_cell, minlength=k), 0).tolist()
     del cand_row, cand_cell
